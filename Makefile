@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m benchmark fit_test $(RUN_ARGS)
+	$(PY) -m benchmark fit $(RUN_ARGS)
 	$(PY) -m benchmark leaderboard
 
 test: $(STAMP)

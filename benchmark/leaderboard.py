@@ -1,0 +1,146 @@
+"""``python -m benchmark leaderboard``: aggregate result records into comparison tables.
+
+Writes ``LEADERBOARD.md`` and ``leaderboard.csv`` and prints the tables. Records from different
+protocols (dataset, 2D input, joint set, subsampling, ...) are never averaged together: each
+(dataset, protocol) gets its own table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+#: column order and display names; lower is better unless listed in HIGHER_IS_BETTER
+COLUMNS = {"mpjpe": "MPJPE", "p_mpjpe": "P-MPJPE", "n_mpjpe": "N-MPJPE", "pck150": "PCK@150", "auc": "AUC",
+           "pss50": "PSS@50", "pss100": "PSS@100"}  # fmt: skip
+HIGHER_IS_BETTER = {"pck150", "auc", "pss50", "pss100"}
+TAGS = {"alignment": "", "joints": "j", "threshold_mm": "mm", "k": "k", "scale": ""}
+
+
+class RecordError(ValueError):
+    pass
+
+
+def load_records(results_dir: Path) -> list[dict]:
+    records = []
+    for path in sorted(results_dir.rglob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise RecordError(f"result record {path} is not valid JSON ({e}); delete it or rerun its test") from e
+        for key in ("method", "dataset", "protocol", "protocol_id", "metrics"):
+            if key not in rec:
+                raise RecordError(f"result record {path} lacks key {key!r}; it was not written by this suite")
+        rec["_path"] = str(path)
+        records.append(rec)
+    return records
+
+
+def column_name(metric: str, protocol: dict) -> str:
+    """'P-MPJPE [procrustes, 17j]' — every number carries its protocol."""
+    parts = []
+    for key, value in protocol.items():
+        if key in TAGS and value not in ("n/a", ""):
+            parts.append(f"{value}{TAGS[key]}" if key != "scale" else f"scale={value}")
+    return f"{COLUMNS.get(metric, metric)} [{', '.join(parts)}]" if parts else COLUMNS.get(metric, metric)
+
+
+def group_tables(records: list[dict]) -> list[dict]:
+    """One table per (dataset, protocol): {title, protocol, columns, rows}."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for rec in records:
+        groups[(rec["dataset"], rec["protocol_id"])].append(rec)
+    tables = []
+    for (dataset, pid), recs in sorted(groups.items()):
+        metrics = [m for m in COLUMNS if any(m in r["metrics"] for r in recs)]
+        extra = sorted({m for r in recs for m in r["metrics"]} - set(metrics))
+        metrics += extra
+        protocol_of = {m: next((r.get("metric_protocol", {}).get(m, {}) for r in recs if m in r["metrics"]), {}) for m in metrics}
+        rows = sorted(recs, key=lambda r: (r["metrics"].get("p_mpjpe", float("inf")), r["method"]))
+        tables.append({
+            "title": f"{dataset} — protocol {pid}", "dataset": dataset, "protocol_id": pid,
+            "protocol": recs[0]["protocol"], "metrics": metrics,
+            "columns": [column_name(m, protocol_of[m]) for m in metrics],
+            "rows": [{"method": r["method"], "baseline": r.get("baseline", False),
+                      "values": [r["metrics"].get(m) for m in metrics], "run": r.get("run", {})} for r in rows],
+        })  # fmt: skip
+    return tables
+
+
+def _fmt(metric: str, value) -> str:
+    if value is None:
+        return "—"
+    return f"{100 * value:.1f}" if metric in HIGHER_IS_BETTER else f"{value:.1f}"
+
+
+def to_markdown(tables: list[dict]) -> str:
+    out = io.StringIO()
+    out.write("# Leaderboard\n\nErrors in mm (lower is better); PCK, AUC and PSS in % (higher is better).\n"
+              "Each table is one dataset and protocol; numbers from different protocols are never mixed.\n")  # fmt: skip
+    for t in tables:
+        out.write(f"\n## {t['title']}\n\nProtocol: " + ", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items())) + "\n\n")
+        out.write("| method | " + " | ".join(t["columns"]) + " |\n")
+        out.write("| --- | " + " | ".join("---:" for _ in t["columns"]) + " |\n")
+        for row in t["rows"]:
+            name = f"*{row['method']}*" if row["baseline"] else f"**{row['method']}**"
+            out.write(f"| {name} | " + " | ".join(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])) + " |\n")
+    return out.getvalue()
+
+
+def write_csv(tables: list[dict], path: Path) -> None:
+    metrics = list(dict.fromkeys(m for t in tables for m in t["metrics"]))
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["dataset", "protocol_id", "method", "baseline", *metrics, "protocol"])
+        for t in tables:
+            for row in t["rows"]:
+                values = dict(zip(t["metrics"], row["values"]))
+                writer.writerow([t["dataset"], t["protocol_id"], row["method"], row["baseline"],
+                                 *(values.get(m, "") for m in metrics), json.dumps(t["protocol"], sort_keys=True)])  # fmt: skip
+    tmp.replace(path)
+
+
+def print_tables(tables: list[dict], console: Console | None = None) -> None:
+    console = console or Console()
+    for t in tables:
+        table = Table(title=t["title"], caption=", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items())))
+        table.add_column("method")
+        for col in t["columns"]:
+            table.add_column(col, justify="right")
+        for row in t["rows"]:
+            style = "dim" if row["baseline"] else "bold"
+            table.add_row(row["method"], *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])), style=style)
+        console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark leaderboard", description=__doc__)
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder for LEADERBOARD.md and leaderboard.csv")
+    args = parser.parse_args(argv or [])
+    if not args.results.is_dir():
+        print(f"no results under {args.results}/: run a test first, e.g. `make run` or "
+              "`python -m benchmark fit --config configs/svmac.yaml`")  # fmt: skip
+        return 1
+    tables = group_tables(load_records(args.results))
+    if not tables:
+        print(f"no result records under {args.results}/")
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = args.out / "LEADERBOARD.md"
+    tmp = md.with_suffix(".md.tmp")
+    tmp.write_text(to_markdown(tables))
+    tmp.replace(md)
+    write_csv(tables, args.out / "leaderboard.csv")
+    print_tables(tables)
+    print(f"wrote {md} and {args.out / 'leaderboard.csv'}")
+    return 0

@@ -1,0 +1,134 @@
+"""Result records: one JSON file per (method, dataset, protocol), written atomically.
+
+Layout: ``results/<dataset>/<method>__<protocol id>.json``. A record holds the metric values, the
+protocol of every number, per-action values, and run metadata (git commit, config hash, seed,
+package versions, wall time, hardware, checkpoint), so every number can be traced to its run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import lightning as L
+import torch
+
+SCHEMA = 1
+
+
+def write_json_atomic(path: Path, payload: dict) -> Path:
+    """Write JSON to a temporary file in the target folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def protocol_id(protocol: dict) -> str:
+    return hashlib.sha1(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5).stdout.strip()  # fmt: skip
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    names = ("torch", "lightning", "torchmetrics", "kornia", "numpy", "scikit-learn")
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def hardware() -> dict[str, str | int]:
+    info: dict[str, str | int] = {"machine": platform.machine(), "cpus": os.cpu_count() or 0,
+                                  "python": platform.python_version()}  # fmt: skip
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpus"] = torch.cuda.device_count()
+    return info
+
+
+def config_hash(trainer: L.Trainer) -> str:
+    path = Path(trainer.log_dir or ".") / "config.yaml"
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:10] if path.is_file() else "none"
+
+
+def make_records(module, trainer: L.Trainer, wall_time_s: float) -> list[dict]:
+    """One record per evaluated estimator (the method and its baselines) from ``module.test_results``."""
+    protocol = {"dataset": module.data_name, "joints": str(module.skeleton.num_joints), **module.data_protocol}
+    ckpt = getattr(trainer, "ckpt_path", None)
+    run = {
+        "git_commit": git_commit(),
+        "config_hash": config_hash(trainer),
+        "seed": os.environ.get("PL_GLOBAL_SEED", "unset"),
+        "versions": package_versions(),
+        "hardware": hardware(),
+        "wall_time_s": round(wall_time_s, 1),
+        "checkpoint": str(ckpt) if ckpt else None,
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+        "log_dir": trainer.log_dir,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "method_hparams": {k: v for k, v in dict(module.hparams).items() if isinstance(v, (int, float, str, bool, list, tuple))},
+    }
+    records = []
+    for name, result in module.test_results.items():
+        records.append({
+            "schema": SCHEMA, "method": name, "dataset": module.data_name, "protocol": protocol,
+            "protocol_id": protocol_id(protocol), "metrics": result["metrics"],
+            "metric_protocol": result["metric_protocol"], "per_action": result["per_action"],
+            "baseline": name.startswith("baseline-"), "run": run,
+        })  # fmt: skip
+    return records
+
+
+def write_records(records: list[dict], results_dir: str | Path) -> list[Path]:
+    paths = []
+    for rec in records:
+        path = Path(results_dir) / rec["dataset"] / f"{rec['method']}__{rec['protocol_id']}.json"
+        paths.append(write_json_atomic(path, rec))
+    return paths
+
+
+class ResultsWriter(L.Callback):
+    """Writes the result records at the end of every test run (rank zero only)."""
+
+    def __init__(self, results_dir: str = "results"):
+        self.results_dir = results_dir
+        self.started = time.time()
+        self.written: list[Path] = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.started = time.time()
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not getattr(pl_module, "test_results", None):
+            return
+        records = make_records(pl_module, trainer, time.time() - self.started)
+        self.written = write_records(records, self.results_dir)
+        for logger in trainer.loggers:
+            if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
+                logger.experiment.summary.update({f"test/{k}": v for k, v in records[0]["metrics"].items()})

@@ -1,0 +1,176 @@
+"""What every method shares: the batch-contract check, evaluation through the shared metrics,
+per-action tables, the trivial baselines reported beside every method, and prediction plots.
+
+A method subclasses :class:`PoseEstimator`, lists the batch keys it needs in ``requires`` and
+implements :meth:`PoseEstimator.predict_pose` plus its own training step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from datamodules.contract import check_keys
+from datamodules.skeleton import H36M_17, Skeleton
+from metrics import AUC, MPJPE, NMPJPE, PCK, PMPJPE, PSS, centroids_for
+
+from .geometry import mean_root_distance, normalise_2d, root_centre
+
+#: Keys every evaluation needs besides what a method needs for prediction.
+EVAL_KEYS = ("joints_3d", "action")
+BASELINES = ("baseline-mean-pose", "baseline-zero-depth")
+
+
+def data_fingerprint(poses: torch.Tensor) -> str:
+    """Short content hash of a pose tensor, to name artifacts after the data they came from."""
+    return hashlib.sha1(poses.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:10]
+
+
+class PoseEstimator(L.LightningModule):
+    """Base class of every method.
+
+    Evaluation protocol: predictions and ground truth are camera-frame poses in mm on the data
+    module's skeleton; every metric root-centres at the pelvis. Methods that recover a pose only
+    up to scale return it at the mean training-pose size (a single global number taken from the
+    data module, recorded as ``scale`` in the protocol); P-MPJPE, N-MPJPE and PSS do not depend on it.
+
+    Args:
+        pss_k: cluster counts of the Pose Structure Score.
+        eval_baselines: also evaluate the trivial baselines (mean training pose, zero-depth 2D).
+        artifacts_dir: where PSS centroids are cached (named after the data they came from).
+    """
+
+    requires: tuple[str, ...] = ("joints_2d",)
+    scale_source = "train-mean"
+
+    def __init__(self, pss_k: tuple[int, ...] = (50, 100), eval_baselines: bool = True,
+                 artifacts_dir: str = "artifacts"):  # fmt: skip
+        super().__init__()
+        self.pss_k = tuple(pss_k)
+        self.eval_baselines = eval_baselines
+        self.artifacts_dir = artifacts_dir
+        self.skeleton: Skeleton = H36M_17
+        self.evaluators = nn.ModuleDict()
+        self.test_results: dict[str, dict] = {}
+        self._plot_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # -- what a method implements ---------------------------------------------------------------
+    def predict_pose(self, batch: dict) -> torch.Tensor:
+        """(B, J, 3) camera-frame pose in mm (root-relative is fine) for every sample of ``batch``."""
+        raise NotImplementedError
+
+    # -- setup --------------------------------------------------------------------------------------
+    @property
+    def method_name(self) -> str:
+        return type(self).__name__.lower()
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self.trainer is not None else None
+        if dm is None:
+            raise RuntimeError(f"{type(self).__name__} needs a data module (set 'data:' in the config)")
+        needed = set(self.requires) | (set(EVAL_KEYS) if stage in ("fit", "validate", "test") else set())
+        check_keys(needed, getattr(dm, "provides", ()), method=type(self).__name__, datamodule=type(dm).__name__)
+        self.skeleton = getattr(dm, "skeleton", H36M_17)
+        self.prepare_evaluation(dm)
+
+    def prepare_evaluation(self, dm) -> None:
+        """Statistics of the training poses (mean pose, scale, PSS clusters) and the metric objects."""
+        train = root_centre(dm.train_poses_3d().float(), self.skeleton.root)
+        self.mean_pose = train.mean(dim=0)
+        self.pose_scale_mm = float(mean_root_distance(train, self.skeleton.root).mean())
+        data_name = f"{dm.name}-{data_fingerprint(train)}"
+        self.centroids = {k: centroids_for(data_name, k, lambda: train, cache_dir=self.artifacts_dir) for k in self.pss_k}
+        self.action_names = list(getattr(dm, "action_names", []))
+        self.data_name = dm.name
+        self.data_protocol = dict(getattr(dm, "protocol", {}))
+        names = [self.method_name, *(BASELINES if self.eval_baselines else ())]
+        groups = max(1, len(self.action_names))
+        self.evaluators = nn.ModuleDict({name: self.make_metrics(groups) for name in names}).to(self.device)
+
+    def make_metrics(self, groups: int) -> nn.ModuleDict:
+        metrics = [MPJPE(num_groups=groups), PMPJPE(num_groups=groups), NMPJPE(num_groups=groups),
+                   PCK(num_groups=groups), AUC(num_groups=groups)]  # fmt: skip
+        metrics += [PSS(self.centroids[k], num_groups=groups) for k in self.pss_k]
+        return nn.ModuleDict({m.name: m for m in metrics})
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def baseline_pose(self, name: str, batch: dict) -> torch.Tensor:
+        """The trivial baselines: the mean training pose, and the input 2D pose with zero relative depth."""
+        if name == "baseline-mean-pose":
+            return self.mean_pose.to(batch["joints_3d"]).expand_as(batch["joints_3d"])
+        flat = normalise_2d(batch["joints_2d"].float(), 1.0, self.skeleton.root) * self.pose_scale_mm
+        return torch.cat([flat, torch.zeros_like(flat[..., :1])], dim=-1)
+
+    def estimates(self, batch: dict) -> dict[str, torch.Tensor]:
+        out = {self.method_name: self.predict_pose(batch)}
+        for name in self.evaluators:
+            if name in BASELINES:
+                out[name] = self.baseline_pose(name, batch)
+        return out
+
+    def _evaluate(self, batch: dict) -> dict[str, torch.Tensor]:
+        target = batch["joints_3d"].float()
+        group = batch["action"].long() if self.action_names else None
+        preds = self.estimates(batch)
+        for name, pred in preds.items():
+            for metric in self.evaluators[name].values():
+                metric.update(pred.float(), target, group)
+        return preds
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metrics in self.evaluators.items():
+            prefix = "val" if name == self.method_name else f"val_{name}"
+            for key, metric in metrics.items():
+                self.log(f"{prefix}/{key}", metric.compute(), prog_bar=prefix == "val" and key == "p_mpjpe")
+                metric.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        preds = self._evaluate(batch)
+        if batch_idx == 0:
+            self._plot_batch = (preds[self.method_name][:4].detach().cpu(), batch["joints_3d"][:4].detach().cpu())
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = {}
+        for name, metrics in self.evaluators.items():
+            overall, per_action, protocol = {}, {}, {}
+            for key, metric in metrics.items():
+                value = metric.compute()
+                overall[key] = float(value)
+                protocol[key] = {**metric.protocol, "scale": self.scale_source if key in ("mpjpe", "pck150", "auc") else "n/a"}
+                self.log(f"test/{key}" if name == self.method_name else f"test_{name}/{key}", value)
+                if self.action_names:
+                    for action, v in zip(self.action_names, metric.compute_groups().tolist()):
+                        per_action.setdefault(action, {})[key] = v
+                metric.reset()
+            self.test_results[name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol}
+        self.plot_predictions()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.predict_pose(batch)
+
+    # -- plots --------------------------------------------------------------------------------------
+    def plot_predictions(self) -> Path | None:
+        """A PNG of a few test predictions (Procrustes-aligned) beside their ground truth, in the run's log dir."""
+        if self._plot_batch is None or self.trainer is None or not self.trainer.is_global_zero:
+            return None
+        from .plots import plot_pose_pairs
+
+        log_dir = Path(self.trainer.log_dir or ".")
+        path = plot_pose_pairs(*self._plot_batch, self.skeleton, log_dir / "test_predictions.png")
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="test/predictions", images=[str(path)])
+        return path
+
+
+def run_estimator(fn: Callable[[dict], torch.Tensor], loader) -> torch.Tensor:
+    """Concatenate ``fn(batch)`` over a data loader (for scripts and tests)."""
+    return torch.cat([fn(batch) for batch in loader])
