@@ -1,0 +1,49 @@
+"""3D pose metrics: per-pose tensor functions, PSS centroid artifacts and torchmetrics wrappers.
+
+See ``metrics.functional`` for the protocols (MPJPE, P-MPJPE, N-MPJPE, PCK, AUC, PSS) and ``metrics.classes`` for the
+``torchmetrics.Metric`` classes with per-group (per-action) means.
+"""
+
+from metrics.classes import AUC, MPJPE, NMPJPE, PCK, PMPJPE, PSS
+from metrics.functional import (
+    AUC_THRESHOLDS_MM,
+    auc,
+    fit_pss_centroids,
+    joint_errors,
+    mpjpe,
+    n_mpjpe,
+    p_mpjpe,
+    pck,
+    procrustes_align,
+    pss,
+    pss_labels,
+    pss_normalise,
+    root_centre,
+)
+from metrics.pss import centroids_for, centroids_path, load_centroids, save_centroids
+
+__all__ = [
+    "AUC",
+    "AUC_THRESHOLDS_MM",
+    "MPJPE",
+    "NMPJPE",
+    "PCK",
+    "PMPJPE",
+    "PSS",
+    "auc",
+    "centroids_for",
+    "centroids_path",
+    "fit_pss_centroids",
+    "joint_errors",
+    "load_centroids",
+    "mpjpe",
+    "n_mpjpe",
+    "p_mpjpe",
+    "pck",
+    "procrustes_align",
+    "pss",
+    "pss_labels",
+    "pss_normalise",
+    "root_centre",
+    "save_centroids",
+]
