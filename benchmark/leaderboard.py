@@ -22,7 +22,7 @@ from rich.table import Table
 COLUMNS = {"mpjpe": "MPJPE", "p_mpjpe": "P-MPJPE", "n_mpjpe": "N-MPJPE", "pck150": "PCK@150", "auc": "AUC",
            "pss50": "PSS@50", "pss100": "PSS@100"}  # fmt: skip
 HIGHER_IS_BETTER = {"pck150", "auc", "pss50", "pss100"}
-TAGS = {"alignment": "", "joints": "j", "threshold_mm": "mm", "k": "k", "scale": ""}
+TAGS = {"alignment": "", "joints": "j", "threshold_mm": "mm", "scale": ""}
 
 
 class RecordError(ValueError):

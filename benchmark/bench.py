@@ -1,0 +1,104 @@
+"""``make bench``: throughput figures on this machine (not a test: it prints numbers, it asserts nothing).
+
+* metric throughput: poses/s for P-MPJPE and PSS@50 on 1M random 17-joint poses;
+* SVMAC training throughput: samples/s through the Lightning training loop (CPU-sized model);
+* plus the data benchmarks of the other modules when present (BVH parsing, rendering).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+import lightning as L
+import torch
+from rich.console import Console
+from rich.table import Table
+
+
+def _time(fn, repeats: int = 3) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_metrics(num_poses: int = 1_000_000, chunk: int = 100_000) -> dict[str, float]:
+    from metrics import fit_pss_centroids, p_mpjpe, pss
+
+    gen = torch.Generator().manual_seed(0)
+    pred = torch.randn(num_poses, 17, 3, generator=gen) * 200
+    target = pred + torch.randn(num_poses, 17, 3, generator=gen) * 30
+    centroids = fit_pss_centroids(target[:20_000], 50, seed=0)
+
+    def run(fn):
+        return lambda: [fn(pred[i : i + chunk], target[i : i + chunk]) for i in range(0, num_poses, chunk)]
+
+    return {
+        "P-MPJPE poses/s": num_poses / _time(run(p_mpjpe), repeats=1),
+        "PSS@50 poses/s": num_poses / _time(run(lambda p, t: pss(p, t, centroids)), repeats=1),
+    }
+
+
+class _StepTimer(L.Callback):
+    def __init__(self, warmup: int):
+        self.warmup, self.samples, self.start, self.elapsed = warmup, 0, None, 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.start is not None:
+            self.samples += batch["joints_2d"].shape[0]
+            self.elapsed = time.perf_counter() - self.start
+
+
+def bench_svmac(steps: int = 300, width: int = 256, batch_size: int = 256) -> dict[str, float]:
+    from datamodules.synthetic import SyntheticPoses
+    from methods.svmac import SVMAC
+
+    dm = SyntheticPoses(batch_size=batch_size, views_per_pose=1)
+    model = SVMAC(width=width, lr=2e-4, critic_lr=1e-3, critic_steps=3, eval_baselines=False, pss_k=())
+    timer = _StepTimer(warmup=20)
+    trainer = L.Trainer(max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+                        num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    return {f"SVMAC train samples/s (width {width}, batch {batch_size}, 3 critic steps/gen step)": timer.samples / timer.elapsed}
+
+
+OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="metrics and SVMAC only")
+    args = parser.parse_args(argv)
+    console = Console()
+    figures: dict[str, float] = {}
+    figures.update(bench_metrics())
+    figures.update(bench_svmac())
+    table = Table(title=f"posebench throughput ({torch.get_num_threads()} threads, torch {torch.__version__})")
+    table.add_column("what")
+    table.add_column("figure", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:,.0f}")
+    console.print(table)
+    if not args.quick:
+        for name in OPTIONAL:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError:
+                continue
+            console.rule(name)
+            module.main()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
