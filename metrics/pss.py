@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 FORMAT = "posebench.pss_centroids.v1"
 #: k-means settings of cached centroids (recorded in the file's meta).
 MAX_FIT_POSES = 100_000
-N_INIT = 3
+N_INIT = 1
 _META_TYPES = (str, int, float, bool, type(None))
 
 
@@ -118,7 +118,9 @@ def centroids_for(
     """PSS centroids for a data set: loaded from the cache, or fitted on ``poses_fn()`` and saved.
 
     The cached file ``<cache_dir>/pss_<data_name>_k<k>.pt`` is reused only if its metadata matches ``data_name``,
-    ``k``, ``seed`` and the number of training poses; otherwise (or if it is unreadable) it is refitted and replaced.
+    ``k``, ``seed``, the number of training poses and the k-means settings; otherwise (or if it is unreadable) it is
+    refitted and replaced. Several processes may call this at once (DDP): fitting is deterministic and the write is
+    atomic, so they all end up with identical centroids.
 
     Args:
         data_name: data set name (``datamodule.name``), part of the file name.
@@ -143,7 +145,8 @@ def centroids_for(
             if num_poses is None:
                 poses = torch.as_tensor(poses_fn())
                 num_poses = int(poses.shape[0])
-            want = {"data": data_name, "k": k, "seed": seed, "num_poses": num_poses}
+            want = {"data": data_name, "k": k, "seed": seed, "num_poses": num_poses, "max_poses": MAX_FIT_POSES,
+                    "n_init": N_INIT}  # fmt: skip
             stale = {key: (meta.get(key), value) for key, value in want.items() if meta.get(key) != value}
             if not stale:
                 return centroids

@@ -286,6 +286,7 @@ def test_metric_names_and_protocols():
     assert pck.name == "pck150" and pck.protocol["threshold_mm"] == "150" and pck.protocol["joints"] == "14"
     assert metrics.AUC().name == "auc" and metrics.AUC().protocol["thresholds_mm"] == "0:5:150"
     assert metrics.PSS(c).name == "pss50" and metrics.PSS(c).protocol == {"k": "50", "joints": "17"}
+    assert "centroids" not in metrics.PSS(c).state_dict()  # not written into model checkpoints
     assert not metrics.MPJPE.higher_is_better and metrics.PCK.higher_is_better and metrics.PSS.higher_is_better
     assert metrics.AUC.full_state_update is False
 
@@ -373,5 +374,9 @@ def test_centroids_for_caches_and_refits(tmp_path):
     poses = poses[:15]
     metrics.centroids_for("toy", 2, poses_fn, cache_dir=tmp_path)
     assert len(calls) == 2 and metrics.load_centroids(path)[1]["num_poses"] == 15
+    # An unreadable cache file is refitted, not trusted.
+    path.write_bytes(b"garbage")
+    metrics.centroids_for("toy", 2, poses_fn, cache_dir=tmp_path)
+    assert len(calls) == 3 and metrics.load_centroids(path)[1]["num_poses"] == 15
     with pytest.raises(ValueError, match="file-name part"):
         metrics.centroids_for("../evil", 2, poses_fn, cache_dir=tmp_path)
