@@ -70,7 +70,8 @@ def group_tables(records: list[dict]) -> list[dict]:
             "protocol": recs[0]["protocol"], "metrics": metrics,
             "columns": [column_name(m, protocol_of[m]) for m in metrics],
             "rows": [{"method": r["method"], "baseline": r.get("baseline", False),
-                      "values": [r["metrics"].get(m) for m in metrics], "run": r.get("run", {})} for r in rows],
+                      "values": [r["metrics"].get(m) for m in metrics], "run": r.get("run", {}),
+                      "per_action": r.get("per_action", {})} for r in rows],
         })  # fmt: skip
     return tables
 
@@ -92,7 +93,21 @@ def to_markdown(tables: list[dict]) -> str:
         for row in t["rows"]:
             name = f"*{row['method']}*" if row["baseline"] else f"**{row['method']}**"
             out.write(f"| {name} | " + " | ".join(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])) + " |\n")
+        out.write(per_action_markdown(t))
     return out.getvalue()
+
+
+def per_action_markdown(table: dict, metric: str = "p_mpjpe") -> str:
+    """Per-action values of one metric: rows are methods, columns actions."""
+    actions = list(dict.fromkeys(a for row in table["rows"] for a in row["per_action"]))
+    if not actions:
+        return ""
+    lines = [f"\n{COLUMNS.get(metric, metric)} per action:\n", "| method | " + " | ".join(actions) + " |",
+             "| --- | " + " | ".join("---:" for _ in actions) + " |"]  # fmt: skip
+    for row in table["rows"]:
+        values = [row["per_action"].get(a, {}).get(metric) for a in actions]
+        lines.append(f"| {row['method']} | " + " | ".join(_fmt(metric, v) for v in values) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def write_csv(tables: list[dict], path: Path) -> None:
