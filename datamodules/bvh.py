@@ -70,6 +70,8 @@ class Bvh:
         J = len(self.names)
         if not (len(self.parents) == len(self.channels) == J and np.shape(self.offsets) == (J, 3)):
             raise BvhError(f"{self.source}: names, parents, channels and offsets (J, 3) must agree on J = {J}")
+        if len(set(self.names)) != J:
+            raise BvhError(f"{self.source}: joint names must be unique, got {list(self.names)}")
         if any(p >= j or (p < 0 and j > 0) for j, p in enumerate(self.parents)) or (J and self.parents[0] != -1):
             raise BvhError(f"{self.source}: the root must come first and every parent before its children")
         width = sum(len(c) for c in self.channels)

@@ -45,6 +45,10 @@ Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 CMU_UNIT_MM = 25.4 / 0.45
 
 
+class RigError(ValueError):
+    """A BVH skeleton that a rig cannot map (unknown or missing joint names)."""
+
+
 @dataclass(frozen=True)
 class Rig:
     """How a BVH skeleton maps onto a target skeleton (default ``H36M_17``).
@@ -108,7 +112,7 @@ class Rig:
         """(T, P, 3) positions in file units of every BVH point, then markers, then blends, and their names."""
         missing = self.missing_joints(bvh.names)
         if missing:
-            raise KeyError(f"{bvh.source}: rig {self.name!r} needs joints {missing}, which the file lacks; "
+            raise RigError(f"{bvh.source}: rig {self.name!r} needs joints {missing}, which the file lacks; "
                            f"the file has {list(bvh.joint_names)}")  # fmt: skip
         pos, rot = forward_kinematics(bvh, self.positions)  # type: ignore[arg-type]
         names = list(bvh.names)
@@ -282,7 +286,7 @@ def detect_rig(names: tuple[str, ...] | list[str], source: str = "<bvh>") -> Rig
         if not rig.missing_joints(names):
             return rig
     lacks = "\n".join(f"  - {rig.name}: lacks {rig.missing_joints(names)}" for rig in RIGS.values())
-    raise KeyError(
+    raise RigError(
         f"{source}: unknown skeleton; no known rig matches its joints {list(names)}.\n{lacks}\n"
         "Add a Rig for it in datamodules/rigs.py (a table onto H36M_17 names) and list it in RIGS."
     )
@@ -292,4 +296,4 @@ def get_rig(name: str) -> Rig:
     try:
         return RIGS[name]
     except KeyError:
-        raise KeyError(f"unknown rig {name!r}; choose one of {sorted(RIGS)} or 'auto'") from None
+        raise RigError(f"unknown rig {name!r}; choose one of {sorted(RIGS)} or 'auto'") from None
