@@ -281,12 +281,15 @@ class MatFrames(FrameSource):
         kind: 'parts' (int), 'mask' (parts > 0), 'depth' (metres -> mm; ``background_m`` and beyond -> 0) or 'flow'.
         last_frame: with ``fill_shape``, the clip's last frame may lack its variable and reads as zeros (a flow
             field needs a next frame); any other missing variable raises.
+        relabel: for 'parts', a lookup table applied to the labels (e.g. exchanging left and right parts).
     """
 
     def __init__(self, path: str | Path, key: str, kind: str, first: int = 1, background_m: float = 1e9,
-                 last_frame: int | None = None, fill_shape: tuple[int, ...] | None = None):  # fmt: skip
+                 last_frame: int | None = None, fill_shape: tuple[int, ...] | None = None,
+                 relabel: tuple[int, ...] | None = None):  # fmt: skip
         self.path, self.key, self.kind, self.first = Path(path), key, kind, first
         self.background_m, self.last_frame, self.fill_shape = background_m, last_frame, fill_shape
+        self.relabel = None if relabel is None else np.asarray(relabel, dtype=np.int64)
 
     def read(self, frames: np.ndarray) -> list[np.ndarray]:
         names = [self.key.format(int(f) + self.first) for f in frames]
@@ -300,7 +303,12 @@ class MatFrames(FrameSource):
                 raise DataFormatError(f"{self.path} has no variable {name!r} for frame {int(f)}")
             x = np.asarray(data[name])
             if self.kind == "parts":
-                out.append(x.astype(np.int64))
+                labels = x.astype(np.int64)
+                if self.relabel is not None:
+                    if labels.size and (labels.min() < 0 or labels.max() >= len(self.relabel)):
+                        raise DataFormatError(f"{self.path}: {name} has labels outside 0..{len(self.relabel) - 1}")
+                    labels = self.relabel[labels]
+                out.append(labels)
             elif self.kind == "mask":
                 out.append(x > 0)
             elif self.kind == "depth":

@@ -11,13 +11,17 @@
 
 ``_info.mat`` holds ``joints2D`` 2x24xT (px), ``joints3D`` 3x24xT (m, world), ``camLoc`` 3x1 (m), ``pose``, ``shape``,
 ``zrot``, ``gender``, ... The camera is SURREAL's: ``K = [[600, 0, 160], [0, 600, 120], [0, 0, 1]]`` and the extrinsic
-of ``getExtrinsicBlender(camLoc)`` (a fixed rotation; all cameras look along -X with the image's down along +Y, so
-SURREAL's world has its up axis along -Y; it is rotated here into the suite's Z-up world).
+of ``getExtrinsicBlender(camLoc)``. That extrinsic's fixed 3x3 part has determinant -1: the released ``joints3D``
+live in a mirror image of the rendered scene. Camera-frame joints are unaffected (they project onto the images); the
+suite's world is the mirror ``X_world = Q @ X_surreal`` with ``Q = R_level^T @ R_world2cv`` (``R_level``: a level
+camera looking along +Y, image up = +Z), so that ``R = R_level`` is a proper rotation and the world is right-handed
+with Z up (every SURREAL camera is level: its image down is the stored world's +Y).
 
 Joints: the 24 SMPL joints carry swapped left/right labels in the released files (the 'left_hip' slot holds the
-right hip, etc.; gulvarol/surreal#10); ``fix_left_right`` swaps them back. They map onto ``H36M_17`` as Hip = pelvis,
-Spine = spine2, Thorax = neck, Neck/Nose = head, and Head (top) = head + (head - neck), an extrapolation because SMPL
-has no head-top joint (recorded in ``protocol``).
+right hip as seen in the images, etc.; gulvarol/surreal#10), consistent with the mirror above; ``fix_left_right``
+swaps them back, and the segmentation's part labels (part p = SMPL joint p - 1) with them. They map onto ``H36M_17``
+as Hip = pelvis, Spine = spine2, Thorax = neck, Neck/Nose = head, and Head (top) = head + (head - neck), an
+extrapolation because SMPL has no head-top joint (recorded in ``protocol``).
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ SMPL_24 = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee
            "right_hand")  # fmt: skip
 #: SMPL joint index permutation that exchanges every left/right pair (SURREAL's label swap is its own inverse).
 SWAP_LEFT_RIGHT = (0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10, 12, 14, 13, 15, 17, 16, 19, 18, 21, 20, 23, 22)
+#: The same exchange for the segmentation's part labels (0 background, part p = SMPL joint p - 1).
+SWAP_PARTS = (0, *(j + 1 for j in SWAP_LEFT_RIGHT))
 #: H36M_17 joint -> SMPL joint; 'Head' (top) is extrapolated from neck and head (see module docstring).
 H36M_FROM_SMPL = {"Hip": "pelvis", "RHip": "right_hip", "RKnee": "right_knee", "RFoot": "right_ankle",
                   "LHip": "left_hip", "LKnee": "left_knee", "LFoot": "left_ankle", "Spine": "spine2",
@@ -63,10 +69,12 @@ HEAD, NECK = H36M_17.index("Head"), H36M_17.index("Thorax")
 #: SURREAL's intrinsics (getIntrinsicBlender): 320x240 images, f = 600 px.
 K_SURREAL = torch.tensor([[600.0, 0.0, 160.0], [0.0, 600.0, 120.0], [0.0, 0.0, 1.0]])
 IMAGE_SIZE = (320, 240)
-#: getExtrinsicBlender: R_world2cv = R_bcam2cv @ R_world2bcam (the same for every SURREAL camera).
+#: getExtrinsicBlender: R_world2cv = R_bcam2cv @ R_world2bcam, the same for every SURREAL camera (det -1).
 R_WORLD_TO_CV = torch.tensor([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
-#: SURREAL world from the suite's world: Z up -> -Y. X_surreal = M @ X_suite.
-SURREAL_FROM_SUITE = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+#: World-to-camera rotation of a level camera: image x = world x, image down = -Z, optical axis = +Y.
+LEVEL_CAMERA_R = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+#: The suite's world from SURREAL's stored one (a reflection, undoing the stored mirror): X_world = Q @ X_surreal.
+SUITE_FROM_SURREAL = LEVEL_CAMERA_R.T @ R_WORLD_TO_CV
 SPLIT_FOLDERS = {"train": "train", "val": "val", "test": "test"}
 CLIP_RE = re.compile(r"(.+)_c(\d{4})_info\.mat")
 
@@ -74,11 +82,11 @@ CLIP_RE = re.compile(r"(.+)_c(\d{4})_info\.mat")
 def surreal_camera(cam_loc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``R`` (3, 3), ``t`` (3,) mm mapping the suite's world (Z up, mm) to SURREAL's camera, from ``camLoc`` (m).
 
-    getExtrinsicBlender gives ``X_cv = R_world2cv @ X_surreal + T`` with ``T = -R_world2cv @ camLoc``; composing with
-    ``X_surreal = M @ X_suite`` gives ``R = R_world2cv @ M``.
+    getExtrinsicBlender gives ``X_cv = R_world2cv @ X_surreal + T`` with ``T = -R_world2cv @ camLoc``; with
+    ``X_surreal = Q^T @ X_world`` that is ``X_cv = R_level @ X_world + T`` (``R_world2cv @ Q^T = R_level``).
     """
     t = -(R_WORLD_TO_CV @ cam_loc.reshape(3).float()) * 1000.0
-    return R_WORLD_TO_CV @ SURREAL_FROM_SUITE, t
+    return LEVEL_CAMERA_R.clone(), t
 
 
 def read_info(path: Path) -> dict[str, np.ndarray]:
@@ -170,7 +178,7 @@ class SURREAL(RecordedDataModule):
             j2d = torch.from_numpy(info["joints2D"]).float()
             if self.fix_left_right:
                 j3d, j2d = j3d[:, list(SWAP_LEFT_RIGHT)], j2d[:, list(SWAP_LEFT_RIGHT)]
-            world = (j3d @ SURREAL_FROM_SUITE)[:, FROM_24]  # X_suite = M^T X_surreal, row vectors
+            world = (j3d @ SUITE_FROM_SURREAL.T)[:, FROM_24]  # X_world = Q X_surreal (row vectors)
             world[:, HEAD] = 2 * world[:, HEAD] - world[:, NECK]
             R, t = surreal_camera(torch.from_numpy(info["camLoc"]))
             n = world.shape[0]
@@ -205,7 +213,8 @@ class SURREAL(RecordedDataModule):
             if "mask" in self.pixels:
                 entry["mask"] = MatFrames(stem + "_segm.mat", "segm_{}", "mask")
             if "parts" in self.pixels:
-                entry["parts"] = MatFrames(stem + "_segm.mat", "segm_{}", "parts")
+                relabel = SWAP_PARTS if self.fix_left_right else None
+                entry["parts"] = MatFrames(stem + "_segm.mat", "segm_{}", "parts", relabel=relabel)
             if "depth" in self.pixels:
                 entry["depth"] = MatFrames(stem + "_depth.mat", "depth_{}", "depth")
             if "flow" in self.pixels:

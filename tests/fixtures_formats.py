@@ -328,6 +328,7 @@ H36M_FROM_SMPL = {"Hip": "pelvis", "RHip": "right_hip", "RKnee": "right_knee", "
                   "LWrist": "left_wrist", "RShoulder": "right_shoulder", "RElbow": "right_elbow",
                   "RWrist": "right_wrist"}  # fmt: skip
 SURREAL_K = np.array([[600.0, 0, 160], [0, 600, 120], [0, 0, 1]])
+SURREAL_Q = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]).T @ np.array([[0.0, 0, -1], [0, 1, 0], [-1, 0, 0]])
 
 
 def surreal_extrinsic(cam_loc: np.ndarray) -> np.ndarray:
@@ -368,9 +369,9 @@ def write_surreal(root: Path, clips: dict[str, list[str]], frames: int = 6, extr
             folder.mkdir(parents=True, exist_ok=True)
             stem = folder / f"{seq}_c0001"
             world_z = motion_world(frames, seed=500 + 10 * k + len(split), action="kick")  # Z up, mm
-            # SURREAL's world has its up axis along -Y (its cameras look along -X, image down = +Y).
-            to_surreal = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])
-            h36m_s = world_z @ to_surreal.T / 1000.0
+            # The released joints3D are a mirror image of the scene (getExtrinsicBlender's rotation has det -1):
+            # X_surreal = Q^T X_world with Q = R_level^T R_world2cv, R_level a level camera looking along +Y.
+            h36m_s = world_z @ SURREAL_Q / 1000.0
             smpl = np.full((frames, 24, 3), GARBAGE_MM / 1000)
             for j, joint in enumerate(H36M_JOINTS):
                 if joint in H36M_FROM_SMPL:
