@@ -103,13 +103,15 @@ class _GroupedPoseMetric(Metric):
 
     def compute_groups(self) -> torch.Tensor:
         """(G,) per-group means over all processes; NaN where a group has no poses."""
-        # compute() is synced by torchmetrics' wrapper; this method syncs the same way itself.
-        with self.sync_context(
-            dist_sync_fn=self.dist_sync_fn,
-            should_sync=self._to_sync and not self._is_synced,
-            should_unsync=self._should_unsync,
-        ):
-            total, count = self.total.clone(), self.count.clone()
+        # compute() is synced by torchmetrics' wrapper; this method syncs the same way itself (unless the caller
+        # already synced, e.g. inside ``metric.sync_context()``, which must then stay synced).
+        if self._is_synced:
+            total, count = self.total, self.count
+        else:
+            with self.sync_context(
+                dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=self._should_unsync
+            ):
+                total, count = self.total.clone(), self.count.clone()
         return (total / count).to(torch.get_default_dtype())
 
 

@@ -328,6 +328,10 @@ def test_metric_sync_across_two_emulated_processes():
     torch.testing.assert_close(ranks[0].compute(), single.compute())
     torch.testing.assert_close(ranks[0].compute_groups(), single.compute_groups())
     assert ranks[0].count.sum() == 11  # local state restored after syncing
+    with ranks[0].sync_context(dist_sync_fn=gather):  # an outer sync stays in force
+        torch.testing.assert_close(ranks[0].compute_groups(), single.compute_groups())
+        assert ranks[0].count.sum() == 30
+    assert ranks[0].count.sum() == 11
 
 
 # --- centroid artifacts -----------------------------------------------------------------------------------------
