@@ -146,6 +146,9 @@ def _procrustes(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     # R = U D V^T, s = tr(D S) / ||p||^2, D = diag(1, 1, det(U V^T)) (Umeyama 1991). D forbids reflections: without it
     # a mirrored (left/right swapped) prediction could be "aligned" to a perfect score.
     h = p.transpose(1, 2) @ t
+    # LAPACK/cuSOLVER raise on NaN/inf; a diverged prediction should score NaN like MPJPE does, not crash evaluation.
+    finite = torch.isfinite(h).all(dim=(1, 2))
+    h = torch.where(finite[:, None, None], h, torch.zeros((), dtype=h.dtype, device=h.device))
     u, s, vh = torch.linalg.svd(h)
     det = _det3(u) * _det3(vh)
     d = torch.ones_like(s)
@@ -155,6 +158,7 @@ def _procrustes(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     # collapses onto the target centroid, which is the least-squares answer.
     norm_sq = p.square().sum(dim=(1, 2)).clamp_min(torch.finfo(p.dtype).tiny)
     scale = (s * d).sum(dim=-1) / norm_sq
+    scale = torch.where(finite, scale, torch.full((), float("nan"), dtype=scale.dtype, device=scale.device))
     return scale[:, None, None] * (p @ rot) + mu_target
 
 
@@ -369,7 +373,9 @@ def pss(pred: torch.Tensor, target: torch.Tensor, centroids: torch.Tensor) -> to
         centroids: (k, J*3) centroids from ``fit_pss_centroids``.
 
     Returns:
-        (B,) 0.0 / 1.0 per pose; the dataset PSS is its mean.
+        (B,) 0.0 / 1.0 per pose (0 for a non-finite prediction); the data-set PSS is its mean.
     """
     pred, target = _check_pair(pred, target, "pss")
-    return (pss_labels(pred, centroids) == pss_labels(target, centroids)).to(pred.dtype)
+    same = pss_labels(pred, centroids) == pss_labels(target, centroids)
+    # argmin over a NaN row returns some index; a non-finite prediction must count as a miss.
+    return (same & torch.isfinite(pred).all(dim=(1, 2))).to(pred.dtype)

@@ -117,6 +117,15 @@ def test_procrustes_degenerate_prediction():
     torch.testing.assert_close(F.p_mpjpe(pred, target), expected)
 
 
+def test_non_finite_prediction_scores_nan_without_crashing():
+    target = rand_poses(3)
+    pred = target.clone()
+    pred[1, 2, 0] = float("nan")
+    for fn in (F.mpjpe, F.p_mpjpe, F.n_mpjpe):
+        out = fn(pred, target)
+        assert torch.isnan(out[1]) and (out[[0, 2]].abs() < 1e-6).all(), fn.__name__
+
+
 def test_p_mpjpe_joint_subset_aligns_on_subset():
     target = rand_poses(4)
     pred = target.clone()
@@ -199,6 +208,9 @@ def test_pss_clusters_two_families():
     assert torch.equal(F.pss(fam_b, fam_a, centroids), torch.zeros(40, dtype=torch.float64))
     # Scale and translation do not change the structure; half the predictions swapped -> PSS 0.5.
     assert torch.equal(F.pss(3.0 * fam_a + 1000.0, fam_a, centroids), torch.ones(40, dtype=torch.float64))
+    broken = fam_a.clone()
+    broken[0, 4, 1] = float("nan")
+    assert F.pss(broken, fam_a, centroids)[:2].tolist() == [0.0, 1.0]
     mixed = torch.cat([fam_a[:20], fam_b[20:]])
     assert F.pss(mixed, fam_a, centroids).mean().item() == 0.5
     # Deterministic for a seed; small chunks give the same labels.
