@@ -101,7 +101,10 @@ def check_h36m(root: Path) -> tuple[list[str], list[str]]:
 
 # -- MPI-INF-3DHP ------------------------------------------------------------------------------------------------------
 def check_3dhp(root: Path, test_root: Path | None = None) -> tuple[list[str], list[str]]:
-    """Problems and a summary for ``root/S1..S8/Seq1..2`` and ``test_root/TS1..TS6`` (default under ``root``)."""
+    """Problems and a summary for ``root/S1..S8/Seq1..2`` and ``test_root/TS1..TS6``.
+
+    ``test_root`` defaults to ``root/mpi_inf_3dhp_test_set``, or ``root`` itself when it holds ``TS1``.
+    """
     from .mpi3dhp import read_calibration, read_test_annotation, read_train_annotation
 
     problems: list[str] = []
@@ -110,15 +113,22 @@ def check_3dhp(root: Path, test_root: Path | None = None) -> tuple[list[str], li
     for s in range(1, 9):
         for q in (1, 2):
             folder = root / f"S{s}" / f"Seq{q}"
+            if not folder.is_dir():
+                problems.append(f"MPI-INF-3DHP training sequence folder {folder} does not exist")
+                continue
             annot = _attempt(problems, read_train_annotation, folder / "annot.mat")
             calib = _attempt(problems, read_calibration, folder / "camera.calibration")
             if annot is not None and calib is not None:
                 count += 1
     checked.append(f"{count} of 16 training sequences complete")
-    test_root = test_root or root / "mpi_inf_3dhp_test_set"
+    if test_root is None:  # the test set unpacked inside root, or root is the test set itself
+        test_root = root if (root / "TS1").is_dir() else root / "mpi_inf_3dhp_test_set"
     count = 0
     for i in range(1, 7):
         path = test_root / f"TS{i}" / "annot_data.mat"
+        if not path.parent.is_dir():
+            problems.append(f"MPI-INF-3DHP test sequence folder {path.parent} does not exist")
+            continue
         annot = _attempt(problems, read_test_annotation, path)
         if annot is None:
             continue
@@ -190,14 +200,13 @@ def check_surreal(root: Path, max_clips: int | None = None) -> tuple[list[str], 
                     problems.append(f"{video}: OpenCV cannot open it (corrupt or unsupported codec)")
                 elif count < len(info["joints2D"]):
                     problems.append(f"{video}: {count} frames for {len(info['joints2D'])} annotated frames")
-            if info is None:
-                continue
-            frames = len(info["joints2D"])
             for kind, shape in (("segm", (240, 320)), ("depth", (240, 320)), ("gtflow", (240, 320, 2))):
                 path = Path(f"{stem}_{kind}.mat")
                 if path.is_file():
                     extras_present[kind] += 1
-                    problems += _mat_frames(path, f"{kind}_", frames, shape, allow_last_missing=kind == "gtflow")
+                    if info is not None:
+                        frames = len(info["joints2D"])
+                        problems += _mat_frames(path, f"{kind}_", frames, shape, allow_last_missing=kind == "gtflow")
         for kind, n in extras_present.items():
             if 0 < n < len(infos):
                 problems.append(f"SURREAL {split}: only {n} of {len(infos)} clips have _{kind}.mat; pixels that need "

@@ -31,13 +31,17 @@ from datamodules.skeleton import H36M_JOINTS
 GARBAGE_MM = 1.0e5  # value of joints a loader must drop
 
 
-def motion_world(frames: int, seed: int, action: str = "wave") -> np.ndarray:
-    """(T, 17, 3) float64 world joints (mm, Z up, H36M_17 order) of one procedural clip near the origin."""
+def motion_world(frames: int, seed: int, action: str = "wave", clips: int | None = None) -> np.ndarray:
+    """(T, 17, 3) float64 world joints (mm, Z up, H36M_17 order) of a procedural clip near the origin.
+
+    With ``clips``, (clips, T, 17, 3): that many performances generated in one batch.
+    """
     gen = split_generator(seed, "fixture")
-    lengths = subject_bone_lengths(1, gen)
-    clip = generate_clips(MOTIONS[action], lengths, frames, 50.0, gen)[0]
-    clip[..., :2] -= clip[:1, :1, :2].clone()  # pelvis of frame 0 above the origin
-    return clip.double().numpy()
+    lengths = subject_bone_lengths(1, gen).expand(clips or 1, -1)
+    out = generate_clips(MOTIONS[action], lengths, frames, 50.0, gen)
+    out[..., :2] -= out[:, :1, :1, :2].clone()  # pelvis of frame 0 above the origin
+    out = out.double().numpy()
+    return out if clips else out[0]
 
 
 # -- MATLAB v7.3 -------------------------------------------------------------------------------------------------------
@@ -109,8 +113,8 @@ def write_h36m(root: Path, subjects: dict[str, list[str]], frames: int = 130, de
     positions_3d, positions_2d, worlds, pixels = {}, {}, {}, {}
     for s_idx, (subject, names) in enumerate(subjects.items()):
         positions_3d[subject], positions_2d[subject], worlds[subject], pixels[subject] = {}, {}, {}, {}
-        for n_idx, name in enumerate(names):
-            world = motion_world(frames + extra_2d_frames, seed=100 * s_idx + n_idx)
+        performances = motion_world(frames + extra_2d_frames, seed=s_idx, clips=len(names))
+        for name, world in zip(names, performances):
             full = np.full((len(world), 32, 3), GARBAGE_MM)
             full[:, list(KEEP_32)] = world
             positions_3d[subject][name] = (full[:frames] / 1000.0).astype(np.float32)
