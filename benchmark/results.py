@@ -92,6 +92,7 @@ def make_records(module, trainer: L.Trainer, wall_time_s: float) -> list[dict]:
         "epoch": trainer.current_epoch,
         "log_dir": trainer.log_dir,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "val_history": list(getattr(module, "val_history", []))[-20:],
         "method_hparams": {k: v for k, v in dict(module.hparams).items() if isinstance(v, (int, float, str, bool, list, tuple))},
     }
     records = []

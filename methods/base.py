@@ -57,6 +57,8 @@ class PoseEstimator(L.LightningModule):
         self.skeleton: Skeleton = H36M_17
         self.evaluators = nn.ModuleDict()
         self.test_results: dict[str, dict] = {}
+        #: the method's metrics at every validation (saved in checkpoints, copied into result records)
+        self.val_history: list[dict] = []
         self._plot_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # -- what a method implements ---------------------------------------------------------------
@@ -126,11 +128,23 @@ class PoseEstimator(L.LightningModule):
         self._evaluate(batch)
 
     def on_validation_epoch_end(self) -> None:
+        current = {"step": int(self.global_step)}
         for name, metrics in self.evaluators.items():
             prefix = "val" if name == self.method_name else f"val_{name}"
             for key, metric in metrics.items():
-                self.log(f"{prefix}/{key}", metric.compute(), prog_bar=prefix == "val" and key == "p_mpjpe")
+                value = metric.compute()
+                self.log(f"{prefix}/{key}", value, prog_bar=prefix == "val" and key == "p_mpjpe")
+                if name == self.method_name:
+                    current[key] = float(value)
                 metric.reset()
+        if not self.trainer.sanity_checking:
+            self.val_history.append(current)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["val_history"] = self.val_history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.val_history = list(checkpoint.get("val_history", []))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         preds = self._evaluate(batch)
