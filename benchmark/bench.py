@@ -69,7 +69,10 @@ def bench_svmac(steps: int = 300, width: int = 256, batch_size: int = 256) -> di
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
                         num_sanity_val_steps=0)  # fmt: skip
     trainer.fit(model, datamodule=dm)
-    return {f"SVMAC train samples/s (width {width}, batch {batch_size}, 3 critic steps/gen step)": timer.samples / timer.elapsed}
+    return {
+        f"SVMAC train samples/s (width {width}, batch {batch_size}, 3 critic steps/gen step)": timer.samples
+        / timer.elapsed
+    }
 
 
 OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render")

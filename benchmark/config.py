@@ -15,7 +15,9 @@ def read_config(paths: list[str | Path]) -> dict:
     for path in paths:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist (configs live under configs/, e.g. configs/svmac.yaml)")
+            raise FileNotFoundError(
+                f"config file {path} does not exist (configs live under configs/, e.g. configs/svmac.yaml)"
+            )
         with open(path) as f:
             cfg = yaml.safe_load(f) or {}
         if not isinstance(cfg, dict):

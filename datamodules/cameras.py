@@ -95,7 +95,11 @@ class CameraRig:
         jitter = self.target_jitter_mm * (torch.rand(n, 3, generator=generator) * 2 - 1)
         aim = targets + jitter
         offset = torch.stack(
-            [torch.cos(elevation) * torch.cos(azimuth), torch.cos(elevation) * torch.sin(azimuth), torch.sin(elevation)],
+            [
+                torch.cos(elevation) * torch.cos(azimuth),
+                torch.cos(elevation) * torch.sin(azimuth),
+                torch.sin(elevation),
+            ],
             dim=-1,
         )
         R, t = look_at(aim + distance.unsqueeze(-1) * offset, aim)

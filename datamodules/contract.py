@@ -57,7 +57,9 @@ def check_keys(needed: Iterable[str], provided: Iterable[str], *, method: str, d
         having = sorted(name for name, keys in PROVIDERS.items() if key in keys)
         where = f"provided by: {', '.join(having)}" if having else "no registered data module provides it"
         lines.append(f"  - {key} {shape}: {meaning} ({where})")
-    raise KeyError(f"method {method} needs batch keys that data module {datamodule} does not provide:\n" + "\n".join(lines))
+    raise KeyError(
+        f"method {method} needs batch keys that data module {datamodule} does not provide:\n" + "\n".join(lines)
+    )
 
 
 def check_batch(batch: Mapping, needed: Iterable[str], *, method: str) -> None:

@@ -204,7 +204,11 @@ def root_trajectory(action: Action, num_clips: int, num_frames: int, fps: float,
     t = torch.arange(num_frames) / fps
     heading0 = 2 * math.pi * torch.rand(num_clips, 1, generator=g)
     turn_rate = math.radians(25) * (2 * torch.rand(num_clips, 1, generator=g) - 1)
-    heading = heading0 + turn_rate * t + 0.3 * torch.sin(2 * math.pi * 0.1 * t + 2 * math.pi * torch.rand(num_clips, 1, generator=g))
+    heading = (
+        heading0
+        + turn_rate * t
+        + 0.3 * torch.sin(2 * math.pi * 0.1 * t + 2 * math.pi * torch.rand(num_clips, 1, generator=g))
+    )
     speed = action.speed_mm_s[0] + (action.speed_mm_s[1] - action.speed_mm_s[0]) * torch.rand(num_clips, 1, generator=g)
     # The body faces +y in its own frame; heading rotates it about the world's z axis.
     step = torch.stack([-torch.sin(heading), torch.cos(heading)], dim=-1) * (speed / fps).unsqueeze(-1)

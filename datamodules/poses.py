@@ -81,8 +81,12 @@ def view_clips(clips: PoseClips, rig: CameraRig, views: int, noise_2d_px: float,
     cam_points = world_to_camera(world, cams["R"], cams["t"])
     joints_2d = project(cam_points, cams["K"])
     width, height = rig.image_size
-    inside = (joints_2d[..., 0] >= 0) & (joints_2d[..., 0] < width) & (joints_2d[..., 1] >= 0) & (joints_2d[..., 1] < height)
-    noisy = joints_2d + noise_2d_px * torch.randn(joints_2d.shape, generator=generator) if noise_2d_px > 0 else joints_2d
+    inside = (
+        (joints_2d[..., 0] >= 0) & (joints_2d[..., 0] < width) & (joints_2d[..., 1] >= 0) & (joints_2d[..., 1] < height)
+    )
+    noisy = (
+        joints_2d + noise_2d_px * torch.randn(joints_2d.shape, generator=generator) if noise_2d_px > 0 else joints_2d
+    )
     ids = {k: getattr(clips, k).repeat(views) for k in ("subject", "action", "sequence", "frame")}
     return {
         "joints_3d": cam_points,
@@ -165,7 +169,9 @@ class PoseDataModule(L.LightningDataModule):
             if len(clips) == 0:
                 raise ValueError(f"{type(self).__name__}: the {split} split is empty; check its subject/file options")
             gen = split_generator(self.seed, type(self).__name__, split, "cameras")
-            self.datasets[split] = TensorBatches(view_clips(clips, self.camera, views, self.noise_2d_px, gen, self.skeleton))
+            self.datasets[split] = TensorBatches(
+                view_clips(clips, self.camera, views, self.noise_2d_px, gen, self.skeleton)
+            )
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:

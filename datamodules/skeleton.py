@@ -97,7 +97,9 @@ class Skeleton:
         for joint in self.joints:
             src = table[joint]
             if src not in source_names:
-                raise KeyError(f"mapping onto {self.name!r}: source joint {src!r} (for {joint!r}) not in {list(source_names)}")
+                raise KeyError(
+                    f"mapping onto {self.name!r}: source joint {src!r} (for {joint!r}) not in {list(source_names)}"
+                )
             out.append(list(source_names).index(src))
         return out
 

@@ -57,7 +57,9 @@ class SVMACGenerator(nn.Module):
     def __init__(self, num_joints: int, width: int = 1024, dropout: float = 0.1):
         super().__init__()
         self.stem = nn.Sequential(dense(2 * num_joints, width, dropout), ResidualBlock(width, dropout))
-        self.pose = nn.Sequential(ResidualBlock(width, dropout), ResidualBlock(width, dropout), nn.Linear(width, num_joints))
+        self.pose = nn.Sequential(
+            ResidualBlock(width, dropout), ResidualBlock(width, dropout), nn.Linear(width, num_joints)
+        )
         self.camera = nn.Sequential(ResidualBlock(width, dropout), ResidualBlock(width, dropout), nn.Linear(width, 6))
         with torch.no_grad():  # start at the orthographic camera (see the module docstring)
             self.camera[-1].weight.mul_(0.01)

@@ -17,7 +17,9 @@ def test_h36m_skeleton_structure():
     assert H36M_17.joints[H36M_17.bones[2][1]] == "RFoot"
     flip = H36M_17.flip_permutation
     assert flip[H36M_17.index("LWrist")] == H36M_17.index("RWrist") and flip[0] == 0
-    pairs = [(H36M_17.joints[H36M_17.bones[a][1]], H36M_17.joints[H36M_17.bones[b][1]]) for a, b in H36M_17.symmetric_bones]
+    pairs = [
+        (H36M_17.joints[H36M_17.bones[a][1]], H36M_17.joints[H36M_17.bones[b][1]]) for a, b in H36M_17.symmetric_bones
+    ]
     assert ("LKnee", "RKnee") in pairs and len(pairs) == 6
 
 

@@ -10,8 +10,8 @@ from methods.geometry import mean_root_distance, normalise_2d, rotation_y
 from methods.svmac import (
     SVMAC,
     angle_loss,
-    camera_scale,
     cameq_loss,
+    camera_scale,
     pairwise_consistency,
     symmetry_loss,
     weakcam_loss,
