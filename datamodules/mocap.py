@@ -23,6 +23,7 @@ ids resolved through ``cfg/content_label.txt`` and ``cfg/style_label.txt``), els
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import hashlib
 import json
 import os
@@ -41,7 +42,7 @@ import torch
 from .bvh import parse_bvh
 from .contract import register
 from .poses import PoseClips, PoseDataModule
-from .rigs import detect_rig, get_rig
+from .rigs import RIGS, detect_rig, get_rig
 
 #: Bump when the reader or the cached layout changes (rig changes are caught by their fingerprint).
 CACHE_VERSION = 1
@@ -138,7 +139,7 @@ def find_bvh_files(root: Path) -> list[Path]:
 
 
 def resample_indices(num_frames: int, source_fps: float, target_fps: float | None) -> np.ndarray:
-    """Frame indices that resample a clip to ``target_fps`` by taking the nearest earlier-or-equal frame.
+    """Frame indices that resample a clip to ``target_fps`` by taking the frame nearest to each output time.
 
     ``30 -> 10`` Hz keeps frames 0, 3, 6, ...; non-integer ratios (``30 -> 25``) pick the frame
     closest to each output time. No interpolation: every output frame is a real captured pose.
@@ -204,9 +205,8 @@ def clip_labels(
 
 
 def _convert(data: bytes, source: str, rig_name: str) -> Clip:
+    """Parse one file's bytes (plain or gzip) and map it onto the target skeleton with its rig."""
     if data[:2] == b"\x1f\x8b":
-        import gzip
-
         data = gzip.decompress(data)
     bvh = parse_bvh(data, source=source)
     rig = detect_rig(bvh.names, source) if rig_name == "auto" else get_rig(rig_name)
@@ -216,8 +216,6 @@ def _convert(data: bytes, source: str, rig_name: str) -> Clip:
 
 
 def _cache_key(data: bytes, rig_name: str) -> str:
-    from .rigs import RIGS
-
     rigs = sorted(RIGS) if rig_name == "auto" else [rig_name]
     salt = repr((CACHE_VERSION, rig_name, [RIGS[r].fingerprint for r in rigs])).encode()
     return hashlib.sha256(salt + data).hexdigest()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -103,7 +104,7 @@ class Rig:
         """Names this rig needs that a BVH skeleton with ``names`` lacks (empty: the rig fits)."""
         return sorted(self.source_joints - set(names))
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Hash of everything that changes the converted numbers (part of cache keys)."""
         return hashlib.sha256(repr(self).encode()).hexdigest()[:16]

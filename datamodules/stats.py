@@ -168,6 +168,8 @@ def data_stats(dm, out_png: str | Path, samples_per_split: int = 4, seed: int = 
         world = tensors["joints_3d_world"]
         row = dict(summary.get(split, {}))
         row.setdefault("clips", int(tensors["sequence"].unique().numel()))
+        frame_ids = tensors["sequence"] * (int(tensors["frame"].max()) + 1) + tensors["frame"]
+        row.setdefault("frames", int(frame_ids.unique().numel()))  # distinct frames; samples = frames x views
         row["samples"] = len(dataset)
         row["actions"] = int(tensors["action"].unique().numel())
         row.update(skeleton_checks(world, skeleton))
