@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix
 
-from .cameras import world_to_camera
 from .contract import register
 from .distortion import project_distorted, undistort_points
 from .recorded import (
@@ -328,6 +327,9 @@ class Human36M(RecordedDataModule):
                    excluded=",".join(sorted(self.exclude)))  # fmt: skip
         return out
 
+    def split_source(self, split: str) -> object:
+        return split if split == "train" else self.subjects[split]
+
     # -- files ------------------------------------------------------------------------------------------------------
     def poses_3d(self) -> dict:
         if self._poses_3d is None:
@@ -359,28 +361,29 @@ class Human36M(RecordedDataModule):
         for seq_id, (subject, name) in enumerate(self.sequences(split)):
             world = torch.from_numpy(self.poses_3d()[subject][name][:, list(KEEP_32)]) * 1000.0  # (T, 17, 3) mm
             n, v = world.shape[0], len(cams)
-            cam = {k: x[cams] for k, x in camera_parameters(subject).items()}
-            per_view = {k: x.unsqueeze(0).expand(n, *x.shape) for k, x in cam.items()}
-            joints_3d = world_to_camera(world.unsqueeze(1), per_view["R"], per_view["t"])  # (T, V, 17, 3)
-            gt_2d = project_distorted(joints_3d, per_view["K"], per_view["distortion"])
+            cam = {k: x[cams] for k, x in camera_parameters(subject).items()}  # (V, ...), broadcast over frames
+            # X_cam = R X_world + t for every (frame, view) as one contraction (no per-frame 3x3 matmuls).
+            joints_3d = torch.einsum("tjc,vdc->tvjd", world, cam["R"]) + cam["t"][None, :, None, :]  # (T, V, 17, 3)
+            gt_2d = project_distorted(joints_3d, cam["K"], cam["distortion"])
             if self.keypoints is None:
                 joints_2d = gt_2d
             else:
                 joints_2d = self._file_2d(subject, name, n)[:, cams]
-            dist = per_view["distortion"]
+            dist = cam["distortion"]
             if self.undistort_2d:
-                joints_2d = undistort_points(joints_2d, per_view["K"], dist)
-                gt_2d = undistort_points(gt_2d, per_view["K"], dist)
+                joints_2d = undistort_points(joints_2d, cam["K"], dist)
+                gt_2d = undistort_points(gt_2d, cam["K"], dist)
                 dist = torch.zeros_like(dist)
+            per_view = {k: x.unsqueeze(0).expand(n, *x.shape) for k, x in cam.items()}
             video = torch.arange(len(videos), len(videos) + v).expand(n, v)
             videos += [(subject, name, c) for c in cams]
             parts.append(Views(
                 joints_3d=joints_3d, joints_3d_world=world.unsqueeze(1).expand(n, v, 17, 3), joints_2d=joints_2d,
-                joints_2d_gt=gt_2d, visible=in_frame(gt_2d, per_view["size"], joints_3d[..., 2]), K=per_view["K"],
+                joints_2d_gt=gt_2d, visible=in_frame(gt_2d, cam["size"], joints_3d[..., 2]), K=per_view["K"],
                 R=per_view["R"], t=per_view["t"], image_size=per_view["size"], camera=torch.tensor(cams).expand(n, v),
                 video=video, subject=torch.full((n,), int(subject[1:])),
                 action=torch.full((n,), ACTIONS.index(action_of(name))), sequence=torch.full((n,), seq_id),
-                frame=torch.arange(n), extra={"distortion": dist},
+                frame=torch.arange(n), extra={"distortion": dist.expand(n, v, 5)},
             ))  # fmt: skip
         if not parts:
             raise ValueError(f"Human36M: no sequences for the {split} split (subjects {list(self.subjects[split])}, "

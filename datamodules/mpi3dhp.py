@@ -270,6 +270,11 @@ class MPIINF3DHP(RecordedDataModule):
                    test_frames="valid_frame" if self.valid_only else "all")  # fmt: skip
         return out
 
+    def split_source(self, split: str) -> object:
+        if split == "train" or (split == "val" and self.val_subjects):
+            return (split, self.train_subjects if split == "train" else self.val_subjects)
+        return ("test", self.test_sequences)
+
     def load_views(self, split: str) -> Views:
         if split == "train" or (split == "val" and self.val_subjects):
             subjects = self.train_subjects if split == "train" else self.val_subjects

@@ -524,6 +524,10 @@ class RecordedDataModule(L.LightningDataModule):
         """The annotated frames of ``split`` ('train', 'val' or 'test')."""
         raise NotImplementedError
 
+    def split_source(self, split: str) -> object:
+        """What ``split`` is read from; validation and test with equal sources share one dataset (no second copy)."""
+        return split
+
     def pixel_sources(self, split: str) -> PixelSources:
         """Where the pixels of ``split``'s videos (the ``video`` ids of :meth:`load_views`) come from."""
         raise NotImplementedError(f"{type(self).__name__} has no pixels")
@@ -544,6 +548,10 @@ class RecordedDataModule(L.LightningDataModule):
             return self.datasets[split]
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; splits are {SPLITS}")
+        for other in ("val", "test"):
+            if split != "train" and other in self.datasets and self.split_source(other) == self.split_source(split):
+                self.datasets[split] = self.datasets[other]
+                return self.datasets[split]
         cls = type(self).__name__
         views = self.load_views(split)
         train = split == "train"
@@ -555,7 +563,8 @@ class RecordedDataModule(L.LightningDataModule):
             have = sources.available(views.video, views.frame, self.pixels).all(dim=1)
             rank_zero_info(f"{cls} {split}: {int((keep & have).sum())} of {int(keep.sum())} frames have {self.pixels}")
             keep &= have
-        views = views.index(keep)
+        if not keep.all():  # (a copy; skipped when every frame stays)
+            views = views.index(keep)
         if len(views) == 0:
             raise ValueError(f"{cls}: the {split} split is empty (after stride {stride}"
                              f"{' and keeping frames with pixels' if self.pixels else ''}); "

@@ -111,6 +111,9 @@ def test_protocol_splits_actions_and_stride(h36m):
     # Every (frame, camera) of a sequence is its own video for frame pairing.
     assert len(test["sequence"].unique()) == 2 * 4
     assert dm.protocol["excluded"] == "S11/Directions" and dm.protocol["input_2d"] == "gt"
+    assert dm_for(root, val_subjects=["S9", "S11"]).build("val") is not dm.build("test")
+    same = dm_for(root, val_subjects=["S9", "S11"])
+    assert same.build("test") is same.build("val")  # equal sources: one copy serves validation and test
     means = action_wise_mean(torch.tensor([1.0, 3.0, 10.0]), torch.tensor([13, 13, 0]), list(ACTIONS))
     assert means == {"Directions": 10.0, "Walking": 2.0}
 
@@ -153,9 +156,9 @@ def test_images_masks_and_cropped_intrinsics(h36m_pixels):
     assert (
         batch["image"].dtype == torch.float32 and 0 <= float(batch["image"].min()) <= float(batch["image"].max()) <= 1
     )
-    ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
 
-    def centroid(m):
+    def centroid(m):  # (..., H, W) bool -> (..., 2) px
+        ys, xs = torch.meshgrid(torch.arange(float(m.shape[-2])), torch.arange(float(m.shape[-1])), indexing="ij")
         m = m.float()
         return torch.stack([(xs * m).sum((-2, -1)), (ys * m).sum((-2, -1))], -1) / m.sum((-2, -1)).unsqueeze(-1)
 
@@ -166,6 +169,10 @@ def test_images_masks_and_cropped_intrinsics(h36m_pixels):
     assert (
         project_distorted(batch["joints_3d"], batch["K"], batch["distortion"]) - batch["joints_2d"]
     ).abs().max() < 1e-2
+    multi = Human36M(str(root), train_subjects=["S9"], pixels=["image"], image_size=32, multiview=True).build("train")
+    views = multi.__getitems__([0, 5])
+    assert views["image"].shape == (2, 4, 3, 32, 32) and views["K"].shape == (2, 4, 3, 3)
+    assert (centroid(views["image"].mean(2) > 0.5) - views["joints_2d_gt"][:, :, 0]).abs().max() < 1.0
     full = Human36M(str(root), train_subjects=["S9"], pixels=["image"], crop="full", image_size=100).build("train")
     assert full.tensors["K"][0, 0, 0] == pytest.approx(INTRINSICS[CAMERA_IDS[0]]["focal"][0] * 0.1, rel=1e-6)
 
