@@ -21,7 +21,6 @@ import cv2
 import h5py
 import numpy as np
 import scipy.io
-import torch
 
 from datamodules.motion import ACTIONS as MOTIONS
 from datamodules.motion import generate_clips, subject_bone_lengths
@@ -417,8 +416,3 @@ def write_surreal(root: Path, clips: dict[str, list[str]], frames: int = 6, extr
                 scipy.io.savemat(f"{stem}_gtflow.mat", {k: v.astype(np.float32) for k, v in flow.items()})
             out[str(stem)] = {"h36m_world": world_z, "cam_loc": cam_loc, "joints3D_smpl": smpl, "joints2D": j2d}
     return out
-
-
-def torch_close(a, b, atol: float) -> float:
-    """Max absolute difference of two arrays/tensors (for assertion messages)."""
-    return float((torch.as_tensor(np.asarray(a)) - torch.as_tensor(np.asarray(b))).abs().max())
