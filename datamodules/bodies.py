@@ -22,6 +22,7 @@ from __future__ import annotations
 import colorsys
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -213,6 +214,23 @@ class Bodies:
     hairline: torch.Tensor
     logo: torch.Tensor
 
+    @cached_property
+    def surface(self) -> torch.Tensor:
+        """(S * (P + 1), 26) per (subject, primitive) shading table; row P of a subject is its hair.
+
+        Columns: primary RGB, secondary RGB, pattern weights (3), period, noise waves (9), tint RGB,
+        logo RGB and flag (chest only).
+        """
+        S, P = self.garment.shape
+        garment = torch.cat([self.garment, torch.full((S, 1), GARMENTS.index("hair"))], dim=1)  # (S, P + 1)
+        rows = torch.arange(S).unsqueeze(-1)
+        logo = torch.zeros(S, P + 1, 4)
+        logo[:, CHEST] = self.logo
+        table = torch.cat([self.colors[rows, garment].flatten(-2), self.pattern[rows, garment],
+                           self.period[rows, garment].unsqueeze(-1), self.waves[rows, garment].flatten(-2),
+                           torch.cat([self.tint, self.tint[:, SKULL : SKULL + 1]], dim=1), logo], dim=-1)  # fmt: skip
+        return table.reshape(S * (P + 1), 26)
+
     def index_of(self, subjects: torch.Tensor) -> torch.Tensor:
         """Row of each subject id in (...) -> (...) int64; unknown ids raise."""
         match = subjects.unsqueeze(-1) == self.subject_ids
@@ -338,24 +356,17 @@ def albedo(
         unit: (n, 3) hit points in unit-sphere coordinates; radii: (n, 3) the primitive's radii, mm.
     """
     local = unit * radii  # mm in the part's frame: patterns are glued to the body
-    garment = bodies.garment[body, prim]
+    P = len(PRIMITIVES)
     hair = (prim == SKULL) & ((unit[:, 2] > bodies.hairline[body]) | ((unit[:, 1] < -0.3) & (unit[:, 2] > -0.35)))
-    garment = torch.where(hair, GARMENTS.index("hair"), garment)
-    colors = bodies.colors[body, garment]  # (n, 2, 3)
-    weights = bodies.pattern[body, garment]  # (n, 3)
-    period = bodies.period[body, garment]
-    stripes = (torch.sin(2 * math.pi * local[:, 2] / period) > 0).float()
-    cells = torch.floor(local / period.unsqueeze(-1)).long()
-    checks = (cells.sum(-1) % 2).float()
-    phase = matvec(bodies.waves[body, garment], local)  # (n, 3)
-    noise = (torch.sin(phase).sum(-1) / 3 + 0.5).clamp(0, 1)
-    mix = (weights * torch.stack([stripes, checks, noise], dim=-1)).sum(-1, keepdim=True)
-    color = colors[:, 0] + (colors[:, 1] - colors[:, 0]) * mix
-    color = color * bodies.tint[body, prim]
-    logo = bodies.logo[body]
-    on_logo = (
-        (prim == CHEST) & (logo[:, 3] > 0) & (unit[:, 1] > 0.6) & (unit[:, 0] ** 2 + (unit[:, 2] - 0.15) ** 2 < 0.09)
-    )
+    surface = bodies.surface.index_select(0, body * (P + 1) + torch.where(hair, P, prim))  # one gather per hit
+    first, second, weights = surface[:, 0:3], surface[:, 3:6], surface[:, 6:9]
+    period, waves, tint, logo = surface[:, 9:10], surface[:, 10:19].view(-1, 3, 3), surface[:, 19:22], surface[:, 22:26]
+    stripes = (torch.sin(local[:, 2:3] * (2 * math.pi) / period) > 0).float()
+    checks = (torch.floor(local / period).sum(-1, keepdim=True) % 2).float()
+    noise = (torch.sin(matvec(waves, local)).sum(-1, keepdim=True) / 3 + 0.5).clamp(0, 1)
+    mix = weights[:, 0:1] * stripes + weights[:, 1:2] * checks + weights[:, 2:3] * noise
+    color = (first + (second - first) * mix) * tint
+    on_logo = (logo[:, 3] > 0) & (unit[:, 1] > 0.6) & (unit[:, 0] ** 2 + (unit[:, 2] - 0.15) ** 2 < 0.09)
     color = torch.where(on_logo.unsqueeze(-1), logo[:, :3], color)
     # Fabric grain: 6 mm cells index a fixed random table (cheaper than hashing every hit).
     cells = torch.floor(local * (1 / 6.0)).long()

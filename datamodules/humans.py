@@ -50,8 +50,17 @@ from torch.utils.data import DataLoader, Dataset
 from . import bodies as B
 from .contract import register
 from .poses import SPLITS, PoseClips, PoseDataModule, keep_batch
-from .render import cast, ellipsoid_bboxes, matvec, pixel_grid, project_points, scatter_dense
-from .scenes import FULL_FRAME, Scenes, background, hash_normal, hash_uniform, make_scenes, rig_cameras
+from .render import cast, ellipsoid_bboxes, matvec, pixel_grid, project_points, scatter_dense, surface_normals
+from .scenes import (
+    FULL_FRAME,
+    Scenes,
+    background,
+    contact_shadow,
+    hash_normal,
+    hash_uniform,
+    make_scenes,
+    rig_cameras,
+)
 from .skeleton import H36M_17, Skeleton
 
 MODES = ("single", "multiview", "pair", "clip")
@@ -245,8 +254,9 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
         cams, reach = video_cameras(table, scenes, rows, views, cfg)
         cams_next = video_cameras(table, scenes, rows, views, cfg, step=next_rows - rows)[0] if moving else cams
         R, t = cams["R"], cams["t"]
-        ell = B.ellipsoids(joints, body, table.bodies)
-        ell_next = B.ellipsoids(table.joints[next_rows], body, table.bodies)
+        # This frame's and the next frame's bodies in one go (fewer, larger tensor ops).
+        both = B.ellipsoids(torch.cat([joints, table.joints[next_rows]]), body.repeat(2), table.bodies)
+        ell, ell_next = both.split(M)
 
     with _stage("crop"):  # around the silhouette: the union of the primitives' exact boxes on the full frame
         boxes = ellipsoid_bboxes(ell, cams["K"], R, t)
@@ -261,20 +271,27 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
         view_of, pix_of = hits.pixel // (H * W), hits.pixel % (H * W)
 
     with _stage("shade"):  # albedo x (hemispheric ambient + Lambert) under the scene's light
-        hscene = scene[hv]
-        normal = ell.normals(hits.unit, hv, hp)
-        lambert = (normal * scenes.light[hscene]).sum(-1).clamp(min=0)
-        shade = scenes.ambient[hscene] * (0.75 + 0.25 * normal[:, 2]) + scenes.diffuse[hscene] * lambert
-        albedo = B.albedo(table.bodies, body[hv], hp, hits.unit, ell.radii[hv, hp])
-        body_rgb = albedo * shade.unsqueeze(-1) * scenes.light_color[hscene]
+        _, axes, radii = ell.take(hv, hp)
+        normal = surface_normals(axes, radii, hits.unit)
+        light = torch.cat([scenes.light, scenes.light_color, scenes.ambient[:, None], scenes.diffuse[:, None]], -1)
+        light = light.index_select(0, scene)[hv]  # (n, 8): direction, colour, ambient, diffuse
+        lambert = (normal * light[:, :3]).sum(-1, keepdim=True).clamp(min=0)
+        shade = light[:, 6:7] * (0.75 + 0.25 * normal[:, 2:3]) + light[:, 7:8] * lambert
+        body_rgb = B.albedo(table.bodies, body[hv], hp, hits.unit, radii) * shade * light[:, 3:6]
 
     with _stage("background"):  # the room behind every pixel, with the person's contact shadow
+        # A static camera with one crop (pair, clip) sees one background: render it once per group
+        # (``lead`` is each group's first view, ``slot`` each view's group) and only shadow it per frame.
+        slot = torch.unique(group, return_inverse=True)[1] if not moving else torch.arange(M)
+        lead = torch.full((int(slot.max()) + 1,), M).scatter_reduce(0, slot, torch.arange(M), reduce="amin")
+        if not (torch.equal(vid[lead][slot], vid) and torch.equal(views[lead][slot], views)):
+            slot = lead = torch.arange(M)  # a group spanning cameras: no sharing
+        image, ground, room = background(scenes, scene[lead], K[lead], R[lead], cams["eye"][lead], W, H,
+                                         table.video_xy[vid[lead]], floor[lead], 1.3 * reach[lead] + 1500.0,
+                                         with_points=moving)  # fmt: skip
         light = scenes.light[scene]
         shadow_xy = joints[:, [3, 6], :2].mean(1) - 250.0 * light[:, :2] / light[:, 2:].clamp(min=0.3)
-        wall_radius = 1.3 * reach + 1500.0
-        image, room = background(
-            scenes, scene, K, R, cams["eye"], W, H, table.video_xy[vid], floor, wall_radius, shadow_xy
-        )
+        image = image[slot] * contact_shadow(ground[slot], shadow_xy)
 
     with _stage("composite"):
         image = image.view(M, 3, H * W)

@@ -89,22 +89,45 @@ class Ellipsoids:
     def shape(self) -> tuple[int, int]:
         return tuple(self.center.shape[:2])
 
+    def split(self, m: int) -> tuple[Ellipsoids, Ellipsoids]:
+        """The first ``m`` views and the rest."""
+        head = Ellipsoids(self.center[:m], self.axes[:m], self.radii[:m])
+        return head, Ellipsoids(self.center[m:], self.axes[m:], self.radii[m:])
+
+    def take(self, view: torch.Tensor, prim: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Centres (n, 3), axes (n, 3, 3) and radii (n, 3) of primitives ``prim`` (n,) in views ``view`` (n,).
+
+        One gather from a packed table: per-hit lookups are a large share of the shading time.
+        """
+        M, P = self.shape
+        packed = torch.cat([self.center, self.axes.flatten(-2), self.radii], dim=-1).view(M * P, 15)
+        rows = packed.index_select(0, view * P + prim)
+        return rows[:, :3], rows[:, 3:12].view(-1, 3, 3), rows[:, 12:]
+
     def to_world(self, unit: torch.Tensor, view: torch.Tensor, prim: torch.Tensor) -> torch.Tensor:
         """Unit-sphere coordinates (n, 3) of primitives ``prim`` (n,) in views ``view`` (n,) -> world (n, 3) mm."""
-        return self.center[view, prim] + matvec(self.axes[view, prim], unit * self.radii[view, prim])
+        center, axes, radii = self.take(view, prim)
+        return center + matvec(axes, unit * radii)
 
     def to_unit(self, points: torch.Tensor, view: torch.Tensor, prim: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`to_world`."""
-        return matvec(transpose(self.axes[view, prim]), points - self.center[view, prim]) / self.radii[view, prim]
+        center, axes, radii = self.take(view, prim)
+        return matvec(transpose(axes), points - center) / radii
 
     def normals(self, unit: torch.Tensor, view: torch.Tensor, prim: torch.Tensor) -> torch.Tensor:
         """Outward unit normals (n, 3) in the world at unit-sphere points (n, 3) (gradient of the implicit form)."""
-        return torch.nn.functional.normalize(matvec(self.axes[view, prim], unit / self.radii[view, prim]), dim=-1)
+        _, axes, radii = self.take(view, prim)
+        return surface_normals(axes, radii, unit)
 
     def lowest_z(self) -> torch.Tensor:
         """(M, P) world Z of each ellipsoid's lowest point, mm (the support function along -Z)."""
         reach = (self.axes[..., 2, :] * self.radii).norm(dim=-1)
         return self.center[..., 2] - reach
+
+
+def surface_normals(axes: torch.Tensor, radii: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+    """World unit normals (n, 3) at unit-sphere points (n, 3) of ellipsoids with axes (n, 3, 3) and radii (n, 3)."""
+    return torch.nn.functional.normalize(matvec(axes, unit / radii), dim=-1)
 
 
 def ellipsoid_bboxes(
@@ -226,7 +249,8 @@ def cast(ell: Ellipsoids, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, wid
     depth = s[win]
     xy = torch.stack([xh[win], yh[win]], dim=-1)
     pvec = torch.cat([xy, torch.ones_like(depth).unsqueeze(-1)], dim=-1)
-    unit = origin[view, prim] + depth.unsqueeze(-1) * matvec(G[view, prim], pvec)
+    ray = torch.cat([origin, G.flatten(-2)], dim=-1).view(M * P, 12).index_select(0, view * P + prim)
+    unit = ray[:, :3] + depth.unsqueeze(-1) * matvec(ray[:, 3:].view(-1, 3, 3), pvec)
     return Hits(pixel=pixel, view=view, prim=prim, depth=depth, unit=unit, xy=xy)
 
 

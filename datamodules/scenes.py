@@ -65,6 +65,7 @@ WALL_TEXELS = (1024, 128)
 WALL_REF_RADIUS = 10000.0
 #: Radius of the soft contact shadow on the floor, mm.
 SHADOW_RADIUS = 650.0
+_FAR = 1e9  # floor position of pixels that do not see the floor
 _ROW = FLOOR_TEXELS + 2  # atlas row of one scene: padded floor | padded wall | ceiling patch
 _WALL_X = FLOOR_TEXELS + 2
 _CEIL_X = _WALL_X + WALL_TEXELS[0] + 2
@@ -261,23 +262,26 @@ def rig_cameras(scenes: Scenes, scene: torch.Tensor, view: torch.Tensor, target_
 
 def background(scenes: Scenes, scene: torch.Tensor, K: torch.Tensor, R: torch.Tensor, eye: torch.Tensor, width: int,
                height: int, room_xy: torch.Tensor, floor_z: torch.Tensor, wall_radius: torch.Tensor,
-               shadow_xy: torch.Tensor, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Colour and world point of the room behind every pixel centre of M views.
+               with_points: bool = True, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Colour, floor position and world point of the room behind every pixel centre of M views.
 
     Args:
         scene: (M,) scene index. K, R: (M, 3, 3) cameras; eye: (M, 3) camera centres, mm.
         width, height: image size, px.
         room_xy: (M, 2) centre of the round room, mm; floor_z: (M,) floor height, mm.
         wall_radius: (M,) room radius, mm (larger than every camera's distance to ``room_xy``).
-        shadow_xy: (M, 2) where the person's soft contact shadow falls on the floor, mm.
+        with_points: also return the points (for the flow of a moving camera).
         chunk: views per block; blocks keep the per-pixel temporaries in cache (a speed knob only).
 
     Returns:
-        rgb (M, 3, H, W) in [0, 1] and points (M, 3, H, W) world, mm.
+        rgb (M, 3, H, W) in [0, 1] (lit, without the person's shadow); ground (M, 2, H, W) floor x, y
+        in mm where the pixel sees the floor and far away elsewhere (see :func:`contact_shadow`);
+        points (M, 3, H, W) world, mm (None unless ``with_points``).
     """
     M = len(scene)
     rgb = torch.empty(M, 3, height, width)
-    points = torch.empty(M, 3, height, width)
+    ground = torch.empty(M, 2, height, width)
+    points = torch.empty(M, 3, height, width) if with_points else None
     rays = matmul(R.transpose(-1, -2), invert_intrinsics(K))  # direction = rays @ (x, y, 1), z_cam = 1
     xs, ys = torch.arange(width) + 0.5, (torch.arange(height) + 0.5).unsqueeze(-1)
     atlas = scenes.atlas.unsqueeze(0)
@@ -300,8 +304,9 @@ def background(scenes: Scenes, scene: torch.Tensor, K: torch.Tensor, R: torch.Te
         on_floor = ~on_wall & (d[2] < 0)
         s = torch.minimum(s_plane, s_wall)
         p = [o[k] + s * d[k] for k in range(3)]
-        for k in range(3):
-            points[v, k] = p[k]
+        if with_points:
+            for k in range(3):
+                points[v, k] = p[k]
         # Texel coordinates in the atlas (texel centres at integers), then one bilinear lookup.
         row0 = col(scene).float() * _ROW + 1
         fx, fy = p[0] * (1 / FLOOR_PERIOD), p[1] * (1 / FLOOR_PERIOD)
@@ -316,9 +321,19 @@ def background(scenes: Scenes, scene: torch.Tensor, K: torch.Tensor, R: torch.Te
                             ty * (2.0 / atlas.shape[-2]) + (1.0 / atlas.shape[-2] - 1)], dim=-1)  # fmt: skip
         color = torch.nn.functional.grid_sample(atlas, grid.view(1, 1, -1, 2), mode="bilinear", padding_mode="border",
                                                 align_corners=False)  # fmt: skip
-        # A soft contact shadow under the person, offset away from the light.
-        dx, dy = p[0] - col(shadow_xy[:, 0]), p[1] - col(shadow_xy[:, 1])
-        falloff = (1 - (dx * dx + dy * dy) * (1 / SHADOW_RADIUS**2)).clamp(min=0)  # compact: the rest stays static
-        shadow = 1 - on_floor * (0.5 * falloff * falloff)
-        rgb[v] = color.view(3, -1, height, width).transpose(0, 1) * shadow.unsqueeze(1)
-    return rgb, points
+        rgb[v] = color.view(3, -1, height, width).transpose(0, 1)
+        for k in range(2):
+            ground[v, k] = torch.where(on_floor, p[k], _FAR)
+    return rgb, ground, points
+
+
+def contact_shadow(ground: torch.Tensor, shadow_xy: torch.Tensor) -> torch.Tensor:
+    """(M, 1, H, W) darkening factor of a soft round shadow centred at ``shadow_xy`` (M, 2) mm on the floor.
+
+    ``ground`` (M, 2, H, W) are the floor positions from :func:`background`. The falloff has compact
+    support (:data:`SHADOW_RADIUS`), so the rest of a static background stays exactly static.
+    """
+    dx = ground[:, 0:1] - shadow_xy[:, 0].view(-1, 1, 1, 1)
+    dy = ground[:, 1:2] - shadow_xy[:, 1].view(-1, 1, 1, 1)
+    falloff = (1 - (dx * dx + dy * dy) * (1 / SHADOW_RADIUS**2)).clamp(min=0)
+    return 1 - 0.5 * falloff * falloff

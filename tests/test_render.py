@@ -20,7 +20,7 @@ from datamodules.render import (
     pixel_grid,
     scatter_dense,
 )
-from datamodules.scenes import background, hash_normal, hash_uniform, make_scenes, rig_cameras
+from datamodules.scenes import background, contact_shadow, hash_normal, hash_uniform, make_scenes, rig_cameras
 
 
 def _camera(focal: float = 100.0, center: float = 32.0):
@@ -174,19 +174,23 @@ def test_body_primitives_follow_the_skeleton_and_appearance_is_per_subject():
 def test_background_rays_hit_floor_wall_and_ceiling_where_expected():
     scenes = make_scenes(2, 4, seed=3)
     eye = torch.tensor([[0.0, -4000.0, 1500.0]])
-    R, t = look_at(eye, torch.tensor([[0.0, 0.0, 1500.0]]))  # horizontal view towards +y
-    K = intrinsics(20.0, (16.0, 16.0))
-    rgb, points = background(scenes, torch.tensor([1]), K, R, eye, 32, 32, torch.zeros(1, 2), torch.zeros(1),
-                             torch.tensor([9000.0]), torch.zeros(1, 2))  # fmt: skip
+    R, t = look_at(eye, torch.tensor([[0.0, 0.0, 1500.0]]))  # level view towards +y
+    K = intrinsics(20.0, (16.0, 16.0))  # rows 0 and 31 look 37.8 degrees up and down
+    rgb, ground, points = background(scenes, torch.tensor([1]), K, R, eye, 32, 32, torch.zeros(1, 2), torch.zeros(1),
+                                     torch.tensor([9000.0]))  # fmt: skip
     assert rgb.shape == (1, 3, 32, 32) and float(rgb.min()) >= 0 and float(rgb.max()) <= 1
-    # The bottom row looks down at ~38 degrees: the floor at z = 0; the middle row looks level: the wall.
+    # Bottom row: the floor (z = 0), 1500 / tan(37.8 deg) = 1935 mm ahead; its floor position is reported.
     assert points[0, 2, 31].abs().max().item() < 1e-2
-    mid = points[0, :, 15, 16]
-    assert mid[:2].norm().item() == pytest.approx(9000.0, rel=1e-4)
-    top = points[0, 2, 0, 16].item()  # looking up 38 degrees from 1.5 m: meets the wall below the ceiling?
-    height = scenes.wall_height[1].item()
-    expected_wall = 1500.0 + (9000.0 + 4000.0) * (15.5 / 20.0)
-    assert top == pytest.approx(min(expected_wall, height), rel=1e-3)
+    assert points[0, 1, 31, 16].item() == pytest.approx(-4000.0 + 1500.0 * 20.0 / 15.5, rel=1e-4)
+    assert torch.equal(ground[0, :, 31], points[0, :2, 31])
+    # Middle rows: the round wall of radius 9 m; top row: the ceiling at the scene's wall height.
+    assert points[0, :2, 15, 16].norm().item() == pytest.approx(9000.0, rel=1e-4)
+    assert points[0, 2, 0, 16].item() == pytest.approx(scenes.wall_height[1].item(), rel=1e-5)
+    assert bool((ground[0, :, :16] > 1e8).all())  # no floor above the horizon
+    # The contact shadow darkens the floor by half at its centre and not at all beyond its radius.
+    shade = contact_shadow(ground, points[0, :2, 31, 16].view(1, 2))
+    assert shade[0, 0, 31, 16].item() == pytest.approx(0.5) and shade[0, 0, 31, 0].item() == 1.0
+    assert bool((shade[0, 0, :16] == 1).all())
 
 
 def test_rig_cameras_look_at_the_target_from_their_distance_and_height():
