@@ -55,9 +55,15 @@ def _sample_batch(dm, num_samples: int) -> dict[str, torch.Tensor]:
     from .humans import SyntheticHumans
 
     if isinstance(dm, SyntheticHumans):
-        ds = dm.dataset("val", "multiview")
-        index = torch.linspace(0, len(ds) - 1, num_samples).round().long().unique().tolist()
-        return ds.__getitems__(index)
+        # Held-out subjects first (the default motion has two test subjects), spread over the split.
+        for split in ("test", "val", "train"):
+            try:
+                ds = dm.dataset(split, "multiview")
+            except (ValueError, KeyError, FileNotFoundError):
+                continue
+            index = torch.linspace(0, len(ds) - 1, num_samples).round().long().unique().tolist()
+            return ds.__getitems__(index)
+        raise ValueError(f"preview: {dm.name} has no split with samples")
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))
     if "image" not in batch:
@@ -66,6 +72,21 @@ def _sample_batch(dm, num_samples: int) -> dict[str, torch.Tensor]:
     if batch["image"].dim() == 4:  # single view: add V = 1
         batch = {k: v.unsqueeze(1) if k in _PER_VIEW else v for k, v in batch.items()}
     return batch
+
+
+def _label(dm, batch: dict[str, torch.Tensor], b: int) -> str:
+    """'S7 walk f160' from the sample's ids."""
+    first = lambda key: int(batch[key][b].flatten()[0])  # noqa: E731
+    parts = []
+    if "subject" in batch:
+        parts.append(f"S{first('subject')}")
+    if "action" in batch:
+        names = getattr(dm, "action_names", None) or []
+        a = first("action")
+        parts.append(names[a] if 0 <= a < len(names) else f"action {a}")
+    if "frame" in batch:
+        parts.append(f"f{first('frame')}")
+    return " ".join(parts)
 
 
 _PER_VIEW = (
@@ -125,8 +146,7 @@ def preview(dm, out_png: str | Path, num_samples: int = 4) -> Path:
                 ax.imshow(value[0].float().numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             if b == 0:
                 ax.set_title(f"{key} (cam 0)", fontsize=8)
-        ids = [f"{k} {int(batch[k][b].flatten()[0])}" for k in ("subject", "action", "sequence", "frame") if k in batch]
-        axes[b, 0].set_ylabel(", ".join(ids), fontsize=6)
+        axes[b, 0].set_ylabel(_label(dm, batch, b), fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -66,8 +66,12 @@ WALL_REF_RADIUS = 10000.0
 #: Radius of the soft contact shadow on the floor, mm.
 SHADOW_RADIUS = 650.0
 _FAR = 1e9  # floor position of pixels that do not see the floor
-_ROW = FLOOR_TEXELS + 2  # atlas row of one scene: padded floor | padded wall | ceiling patch
+#: The floor texture also comes 4x coarser (box filtered), used where a pixel covers more than
+#: MIP_SWITCH_MM of floor: far away and at grazing angles, where the full texture would alias.
+MIP_FACTOR, MIP_SWITCH_MM = 4, 40.0
+_ROW = FLOOR_TEXELS + 2  # atlas row of one scene: padded floor | padded wall over the coarse floor | ceiling patch
 _WALL_X = FLOOR_TEXELS + 2
+_MIP_Y = WALL_TEXELS[1] + 2
 _CEIL_X = _WALL_X + WALL_TEXELS[0] + 2
 
 
@@ -135,7 +139,7 @@ def _floor_texture(g: torch.Generator, index: int, shade: torch.Tensor) -> torch
         plank = torch.floor(along).long() % planks
         tone = 0.75 + 0.5 * torch.rand(rows, planks, generator=g)[row, plank]
         grain = 0.94 + 0.06 * torch.sin(2 * math.pi * (y / width * 2 + torch.sin(2 * math.pi * x / P * 3)))
-        gap = ((along % 1) * length < 10) | ((y / width) % 1 * width < 4)
+        gap = ((along % 1) * length < 16) | ((y / width) % 1 * width < 12)
         rgb = torch.where(gap.unsqueeze(-1), grout, base * (tone * grain).unsqueeze(-1))
     else:  # carpet: smooth noise from waves with whole periods per tile of the floor
         waves = torch.randint(-7, 8, (3, 2), generator=g).float() * (2 * math.pi / P)
@@ -223,6 +227,8 @@ def _scene(seed: int, index: int, views: int, decorations: int) -> dict[str, tor
     atlas = torch.zeros(_ROW, _CEIL_X + 3, 3)
     atlas[:, :_WALL_X] = _pad_wrap(floor, wrap_rows=True)
     atlas[: WALL_TEXELS[1] + 2, _WALL_X:_CEIL_X] = _pad_wrap(wall, wrap_rows=False)
+    coarse = torch.nn.functional.avg_pool2d(floor.permute(2, 0, 1), MIP_FACTOR).permute(1, 2, 0)
+    atlas[_MIP_Y : _MIP_Y + coarse.shape[0] + 2, _WALL_X : _WALL_X + coarse.shape[1] + 2] = _pad_wrap(coarse, True)
     atlas[:3, _CEIL_X:] = ceiling
     return {"atlas": atlas, "wall_height": torch.tensor(height), "light": light, "light_color": light_color,
             "ambient": torch.tensor(ambient), "diffuse": torch.tensor(diffuse), **rig}  # fmt: skip
@@ -310,8 +316,13 @@ def background(scenes: Scenes, scene: torch.Tensor, K: torch.Tensor, R: torch.Te
         # Texel coordinates in the atlas (texel centres at integers), then one bilinear lookup.
         row0 = col(scene).float() * _ROW + 1
         fx, fy = p[0] * (1 / FLOOR_PERIOD), p[1] * (1 / FLOOR_PERIOD)
-        fx = (fx - torch.floor(fx)) * FLOOR_TEXELS + 0.5
-        fy = (fy - torch.floor(fy)) * FLOOR_TEXELS + (row0 - 0.5)
+        fx, fy = fx - torch.floor(fx), fy - torch.floor(fy)  # position in the texture's period, [0, 1)
+        # Floor footprint of the pixel (distance / focal, stretched at grazing angles) picks the level.
+        length2 = a + d[2] * d[2]
+        coarse = (s * s) * (length2 * length2.sqrt()) > (MIP_SWITCH_MM**2) * col(K[:, 0, 0] ** 2) * d[2].abs()
+        level = torch.where(coarse, FLOOR_TEXELS / MIP_FACTOR, float(FLOOR_TEXELS))
+        fx = fx * level + torch.where(coarse, float(_WALL_X + 0.5), 0.5)
+        fy = fy * level + (row0 - 0.5) + torch.where(coarse, float(_MIP_Y), 0.0)
         theta = torch.atan2(p[1] - col(room_xy[:, 1]), p[0] - col(room_xy[:, 0]))
         wx = theta * (WALL_TEXELS[0] / (2 * math.pi)) + (WALL_TEXELS[0] / 2 + _WALL_X + 0.5)
         wy = ((p[2] - fz) * (WALL_TEXELS[1] / (top - fz)) - 0.5).clamp(-0.5, WALL_TEXELS[1] - 0.5) + row0
