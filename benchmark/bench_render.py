@@ -27,20 +27,36 @@ def _motion():
                           frames_per_clip=250)  # fmt: skip
 
 
-def throughput(dm, batches: int, warmup: int = 3) -> tuple[float, int]:
-    """Single views per second drained from ``dm``'s training loader, and the views counted."""
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``), None elsewhere."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def throughput(dm, batches: int, warmup: int = 3) -> tuple[float, int, float | None]:
+    """Single views per second drained from ``dm``'s training loader, the views counted, and the
+    rendering CPU seconds per view spent in the worker processes (None if unknown)."""
     loader = dm.train_dataloader()
     it = iter(loader)
     for _ in range(warmup):
         next(it)
+    workers = [w.pid for w in getattr(it, "_workers", [])]  # private, but only for accounting
+    cpu0 = [_cpu_seconds(pid) for pid in workers]
     views = 0
     start = time.perf_counter()
     for _ in range(batches):
         batch = next(it)
         views += batch["image"].shape[0]
     elapsed = time.perf_counter() - start
+    cpu1 = [_cpu_seconds(pid) for pid in workers]
     del it
-    return views / elapsed, views
+    # Workers render ahead (prefetching), so their CPU time over the window is a slight overestimate.
+    known = workers and None not in cpu0 + cpu1
+    cpu_per_view = sum(b - a for a, b in zip(cpu0, cpu1)) / views if known else None
+    return views / elapsed, views, cpu_per_view
 
 
 def breakdown(dataset, batch: int) -> tuple[dict[str, float], float]:
@@ -78,13 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setup (motion, bodies, scenes): {setup_s:.1f} s; {len(dm.dataset('train'))} training views; "
           f"{os.cpu_count()} CPUs, load average {load:.1f}")  # fmt: skip
 
-    rates = []
+    rates, costs = [], []
     for r in range(args.rounds):
-        rate, views = throughput(dm, args.batches)
+        rate, views, cpu = throughput(dm, args.batches)
         rates.append(rate)
-        print(f"round {r + 1}: {rate:6.1f} single views/s at {args.size}x{args.size} "
-              f"({views} views, {args.workers} workers, batch {args.batch})")  # fmt: skip
+        cost = f", {1e3 * cpu:.2f} ms worker CPU per view" if cpu else ""
+        costs += [cpu] if cpu else []
+        print(f"round {r + 1}: {rate:6.1f} single views/s at {args.size}x{args.size} ({views} views, "
+              f"{args.workers} workers, batch {args.batch}{cost}; load average {os.getloadavg()[0]:.1f})")  # fmt: skip
     print(f"best {max(rates):.1f} views/s, median {sorted(rates)[len(rates) // 2]:.1f} views/s")
+    if costs and args.workers:
+        cost = min(costs)
+        print(f"rendering costs {1e3 * cost:.2f} CPU ms per view: {args.workers} workers on {args.workers} "
+              f"otherwise idle cores would deliver about {args.workers / cost:.0f} views/s")  # fmt: skip
 
     torch.set_num_threads(1)
     stages, total = breakdown(dm.dataset("train"), args.batch)

@@ -93,7 +93,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
 PRIM_NAMES = tuple(p.name for p in PRIMITIVES)
 SKULL, CHEST = PRIM_NAMES.index("skull"), PRIM_NAMES.index("chest")
 
-#: Template body height proxy (sum of the Head-to-ankle bone chain) for size scaling, mm.
+#: Bone lengths (17,) mm of the motion template (``datamodules.motion``) that the primitive sizes were made for.
 _TEMPLATE = torch.tensor([0.0] + [_REST[name][1] for name in H36M_17.joints[1:]])
 
 
@@ -230,14 +230,6 @@ class Bodies:
                            self.period[rows, garment].unsqueeze(-1), self.waves[rows, garment].flatten(-2),
                            torch.cat([self.tint, self.tint[:, SKULL : SKULL + 1]], dim=1), logo], dim=-1)  # fmt: skip
         return table.reshape(S * (P + 1), 26)
-
-    def index_of(self, subjects: torch.Tensor) -> torch.Tensor:
-        """Row of each subject id in (...) -> (...) int64; unknown ids raise."""
-        match = subjects.unsqueeze(-1) == self.subject_ids
-        if not bool(match.any(-1).all()):
-            unknown = sorted(set(subjects.unique().tolist()) - set(self.subject_ids.tolist()))
-            raise KeyError(f"Bodies has no subject {unknown}; known: {self.subject_ids.tolist()}")
-        return match.long().argmax(-1)
 
 
 def _hsv(h: float, s: float, v: float) -> list[float]:

@@ -68,6 +68,8 @@ MODES = ("single", "multiview", "pair", "clip")
 STAGES = ("bodies", "crop", "cast", "shade", "background", "composite", "flow", "pose")
 _stage = lambda name: torch.profiler.record_function(f"render/{name}")  # noqa: E731
 _SPLIT_CODE = {"train": 1, "val": 2, "test": 3}
+#: Part of every cache key: bump it when a change to the renderer changes pixels.
+RENDER_VERSION = 1
 
 
 @dataclass
@@ -594,8 +596,9 @@ class SyntheticHumans(L.LightningDataModule):
         """Folder name that changes whenever anything that decides the pixels changes."""
         t = self.table(split)
         h = hashlib.sha256()
-        h.update(repr((asdict(self.render_config(split)), self.views, self.clip_length, self.video_frames,
-                       self.pair_max_gap, self.strides[split], self.num_scenes, mode, split)).encode())  # fmt: skip
+        options = (asdict(self.render_config(split)), self.views, self.clip_length, self.video_frames,
+                   self.pair_max_gap, self.strides[split], self.num_scenes, mode, split)  # fmt: skip
+        h.update(repr((RENDER_VERSION, options)).encode())
         for tensor in (t.joints, t.subject, t.sequence, t.frame):
             h.update(tensor.numpy().tobytes())
         return f"{split}-{mode}-{h.hexdigest()[:16]}"

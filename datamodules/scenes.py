@@ -268,7 +268,8 @@ def rig_cameras(scenes: Scenes, scene: torch.Tensor, view: torch.Tensor, target_
 
 def background(scenes: Scenes, scene: torch.Tensor, K: torch.Tensor, R: torch.Tensor, eye: torch.Tensor, width: int,
                height: int, room_xy: torch.Tensor, floor_z: torch.Tensor, wall_radius: torch.Tensor,
-               with_points: bool = True, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+               with_points: bool = True, chunk: int = 8
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """Colour, floor position and world point of the room behind every pixel centre of M views.
 
     Args:
