@@ -20,7 +20,7 @@ from metrics.functional import (
     pss_normalise,
     root_centre,
 )
-from metrics.pss import centroids_for, centroids_path, load_centroids, save_centroids
+from metrics.centroids import centroids_for, centroids_path, load_centroids, save_centroids
 
 __all__ = [
     "AUC",

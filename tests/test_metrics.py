@@ -12,7 +12,7 @@ from torchmetrics.utilities import dim_zero_sum
 import metrics
 from datamodules.skeleton import H36M_14_SUBSET
 from metrics import functional as F
-from metrics.pss import centroids_path
+from metrics.centroids import centroids_path
 
 G = torch.Generator().manual_seed(0)
 
@@ -396,3 +396,10 @@ def test_centroids_for_caches_and_refits(tmp_path):
     assert len(calls) == 3 and metrics.load_centroids(path)[1]["num_poses"] == 15
     with pytest.raises(ValueError, match="file-name part"):
         metrics.centroids_for("../evil", 2, poses_fn, cache_dir=tmp_path)
+
+
+def test_package_exports_the_functions_not_submodules():
+    import metrics
+    from metrics import functional
+
+    assert metrics.pss is functional.pss and callable(metrics.pss)
