@@ -1,4 +1,4 @@
-"""Entry point: ``python -m benchmark <fit|validate|test|predict|data|leaderboard> ...``."""
+"""Entry point: ``python -m benchmark <fit|validate|test|predict|data|leaderboard|suite> ...``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
         from .leaderboard import main as leaderboard_main
 
         return leaderboard_main(argv[1:])
+    if argv and argv[0] == "suite":
+        from .suite import main as suite_main
+
+        return suite_main(argv[1:])
     from .cli import main as cli_main
 
     cli_main(argv)

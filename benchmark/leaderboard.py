@@ -1,6 +1,7 @@
 """``python -m benchmark leaderboard``: aggregate result records into comparison tables.
 
-Writes ``LEADERBOARD.md`` and ``leaderboard.csv`` and prints the tables. Records from different
+Writes ``LEADERBOARD.md``, ``leaderboard.csv`` and the self-contained ``leaderboard.html``
+(``benchmark/report.py``: bar charts, per-action tables, protocols, run metadata) and prints the tables. Records from different
 protocols (dataset, 2D input, joint set, subsampling, ...) are never averaged together: each
 (dataset, protocol) gets its own table.
 """
@@ -17,11 +18,27 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-
 #: column order and display names; lower is better unless listed in HIGHER_IS_BETTER
 COLUMNS = {"mpjpe": "MPJPE", "p_mpjpe": "P-MPJPE", "n_mpjpe": "N-MPJPE", "pck150": "PCK@150", "auc": "AUC",
            "pss50": "PSS@50", "pss100": "PSS@100"}  # fmt: skip
 HIGHER_IS_BETTER = {"pck150", "auc", "pss50", "pss100"}
+
+
+def higher_is_better(metric: str) -> bool:
+    """Rates (PCK at any threshold, AUC, PSS at any k) are fractions in [0, 1], shown in %; the rest are mm."""
+    return metric in HIGHER_IS_BETTER or metric.startswith(("pck", "pss"))
+
+
+def display_name(metric: str) -> str:
+    """'P-MPJPE', 'PCK@150', 'PSS@8', ...: the listed names, and PCK/PSS at any threshold or k."""
+    if metric in COLUMNS:
+        return COLUMNS[metric]
+    for prefix in ("pck", "pss"):
+        if metric.startswith(prefix) and metric[len(prefix) :]:
+            return f"{prefix.upper()}@{metric[len(prefix) :]}"
+    return metric
+
+
 TAGS = {"alignment": "", "joints": "j", "threshold_mm": "mm", "scale": ""}
 
 
@@ -50,7 +67,7 @@ def column_name(metric: str, protocol: dict) -> str:
     for key, value in protocol.items():
         if key in TAGS and value not in ("n/a", ""):
             parts.append(f"{value}{TAGS[key]}" if key != "scale" else f"scale={value}")
-    return f"{COLUMNS.get(metric, metric)} [{', '.join(parts)}]" if parts else COLUMNS.get(metric, metric)
+    return f"{display_name(metric)} [{', '.join(parts)}]" if parts else display_name(metric)
 
 
 def group_tables(records: list[dict]) -> list[dict]:
@@ -63,11 +80,13 @@ def group_tables(records: list[dict]) -> list[dict]:
         metrics = [m for m in COLUMNS if any(m in r["metrics"] for r in recs)]
         extra = sorted({m for r in recs for m in r["metrics"]} - set(metrics))
         metrics += extra
-        protocol_of = {m: next((r.get("metric_protocol", {}).get(m, {}) for r in recs if m in r["metrics"]), {}) for m in metrics}
+        protocol_of = {
+            m: next((r.get("metric_protocol", {}).get(m, {}) for r in recs if m in r["metrics"]), {}) for m in metrics
+        }
         rows = sorted(recs, key=lambda r: (r["metrics"].get("p_mpjpe", float("inf")), r["method"]))
         tables.append({
             "title": f"{dataset} — protocol {pid}", "dataset": dataset, "protocol_id": pid,
-            "protocol": recs[0]["protocol"], "metrics": metrics,
+            "protocol": recs[0]["protocol"], "metrics": metrics, "metric_protocols": protocol_of,
             "columns": [column_name(m, protocol_of[m]) for m in metrics],
             "rows": [{"method": r["method"], "baseline": r.get("baseline", False),
                       "values": [r["metrics"].get(m) for m in metrics], "run": r.get("run", {}),
@@ -77,9 +96,9 @@ def group_tables(records: list[dict]) -> list[dict]:
 
 
 def _fmt(metric: str, value) -> str:
-    if value is None:
+    if value is None or value != value:  # missing, or NaN (e.g. an action without poses)
         return "—"
-    return f"{100 * value:.1f}" if metric in HIGHER_IS_BETTER else f"{value:.1f}"
+    return f"{100 * value:.1f}" if higher_is_better(metric) else f"{value:.1f}"
 
 
 def to_markdown(tables: list[dict]) -> str:
@@ -87,7 +106,11 @@ def to_markdown(tables: list[dict]) -> str:
     out.write("# Leaderboard\n\nErrors in mm (lower is better); PCK, AUC and PSS in % (higher is better).\n"
               "Each table is one dataset and protocol; numbers from different protocols are never mixed.\n")  # fmt: skip
     for t in tables:
-        out.write(f"\n## {t['title']}\n\nProtocol: " + ", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items())) + "\n\n")
+        out.write(
+            f"\n## {t['title']}\n\nProtocol: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items()))
+            + "\n\n"
+        )
         out.write("| method | " + " | ".join(t["columns"]) + " |\n")
         out.write("| --- | " + " | ".join("---:" for _ in t["columns"]) + " |\n")
         for row in t["rows"]:
@@ -97,16 +120,22 @@ def to_markdown(tables: list[dict]) -> str:
     return out.getvalue()
 
 
+def per_action_rows(table: dict, metric: str = "p_mpjpe") -> tuple[list[str], list[list]]:
+    """Per-action values of one metric: (actions, rows of [method, value per action]); None where missing."""
+    actions = list(dict.fromkeys(a for row in table["rows"] for a in row["per_action"]))
+    rows = [[row["method"], *(row["per_action"].get(a, {}).get(metric) for a in actions)] for row in table["rows"]]
+    return actions, rows
+
+
 def per_action_markdown(table: dict, metric: str = "p_mpjpe") -> str:
     """Per-action values of one metric: rows are methods, columns actions."""
-    actions = list(dict.fromkeys(a for row in table["rows"] for a in row["per_action"]))
+    actions, rows = per_action_rows(table, metric)
     if not actions:
         return ""
-    lines = [f"\n{COLUMNS.get(metric, metric)} per action:\n", "| method | " + " | ".join(actions) + " |",
+    lines = [f"\n{display_name(metric)} per action:\n", "| method | " + " | ".join(actions) + " |",
              "| --- | " + " | ".join("---:" for _ in actions) + " |"]  # fmt: skip
-    for row in table["rows"]:
-        values = [row["per_action"].get(a, {}).get(metric) for a in actions]
-        lines.append(f"| {row['method']} | " + " | ".join(_fmt(metric, v) for v in values) + " |")
+    for method, *values in rows:
+        lines.append(f"| {method} | " + " | ".join(_fmt(metric, v) for v in values) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -140,7 +169,7 @@ def print_tables(tables: list[dict], console: Console | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark leaderboard", description=__doc__)
     parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for LEADERBOARD.md and leaderboard.csv")
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder for LEADERBOARD.md, .csv and .html")
     args = parser.parse_args(argv or [])
     if not args.results.is_dir():
         print(f"no results under {args.results}/: run a test first, e.g. `make run` or "
@@ -156,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(to_markdown(tables))
     tmp.replace(md)
     write_csv(tables, args.out / "leaderboard.csv")
+    from .report import write_html
+
+    html = write_html(tables, args.out / "leaderboard.html", results_dir=args.results)
     print_tables(tables)
-    print(f"wrote {md} and {args.out / 'leaderboard.csv'}")
+    print(f"wrote {md}, {args.out / 'leaderboard.csv'} and {html}")
     return 0

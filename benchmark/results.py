@@ -71,18 +71,31 @@ def hardware() -> dict[str, str | int]:
     return info
 
 
-def config_hash(trainer: L.Trainer) -> str:
-    path = Path(trainer.log_dir or ".") / "config.yaml"
+def config_hash(log_dir: str | Path | None) -> str:
+    path = Path(log_dir or ".") / "config.yaml"
     return hashlib.sha1(path.read_bytes()).hexdigest()[:10] if path.is_file() else "none"
 
 
-def make_records(module, trainer: L.Trainer, wall_time_s: float) -> list[dict]:
-    """One record per evaluated estimator (the method and its baselines) from ``module.test_results``."""
-    protocol = {"dataset": module.data_name, "joints": str(module.skeleton.num_joints), **module.data_protocol}
+def record_protocol(dataset: str, num_joints: int, data_protocol: dict) -> dict:
+    """The protocol every record of a (dataset, data protocol) carries; its hash names the record file."""
+    return {"dataset": dataset, "joints": str(num_joints), **data_protocol}
+
+
+def make_records(
+    module, trainer: L.Trainer, wall_time_s: float, method_name: str | None = None, log_dir: str | None = None
+) -> list[dict]:
+    """One record per evaluated estimator (the method and its baselines) from ``module.test_results``.
+
+    ``method_name`` renames the method's record (e.g. an ablation run ``--run.name svmac-nodisc``); the
+    baselines keep their names. ``log_dir`` defaults to ``trainer.log_dir`` (a collective call under DDP:
+    pass it when calling from one process only).
+    """
+    protocol = record_protocol(module.data_name, module.skeleton.num_joints, module.data_protocol)
     ckpt = getattr(trainer, "ckpt_path", None)
+    log_dir = trainer.log_dir if log_dir is None else log_dir
     run = {
         "git_commit": git_commit(),
-        "config_hash": config_hash(trainer),
+        "config_hash": config_hash(log_dir),
         "seed": os.environ.get("PL_GLOBAL_SEED", "unset"),
         "versions": package_versions(),
         "hardware": hardware(),
@@ -90,13 +103,19 @@ def make_records(module, trainer: L.Trainer, wall_time_s: float) -> list[dict]:
         "checkpoint": str(ckpt) if ckpt else None,
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
-        "log_dir": trainer.log_dir,
+        "log_dir": log_dir,
+        "world_size": trainer.world_size,
+        "strategy": type(trainer.strategy).__name__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "val_history": list(getattr(module, "val_history", []))[-20:],
-        "method_hparams": {k: v for k, v in dict(module.hparams).items() if isinstance(v, (int, float, str, bool, list, tuple))},
+        "method_hparams": {
+            k: v for k, v in dict(module.hparams).items() if isinstance(v, (int, float, str, bool, list, tuple))
+        },
     }
     records = []
     for name, result in module.test_results.items():
+        if method_name and name == module.method_name:
+            name = method_name
         records.append({
             "schema": SCHEMA, "method": name, "dataset": module.data_name, "protocol": protocol,
             "protocol_id": protocol_id(protocol), "metrics": result["metrics"],
@@ -115,10 +134,20 @@ def write_records(records: list[dict], results_dir: str | Path) -> list[Path]:
 
 
 class ResultsWriter(L.Callback):
-    """Writes the result records at the end of every test run (rank zero only)."""
+    """Writes the result records at the end of every test run (rank zero only).
 
-    def __init__(self, results_dir: str = "results"):
+    With a W&B logger it also sets the run summary (``test/<metric>`` for the method and
+    ``test_<baseline>/<metric>`` for the baselines: the same keys for every method, so W&B panels
+    compare methods) and uploads the leaderboard of the run's (dataset, protocol) as a ``wandb.Table``.
+
+    Args:
+        results_dir: where records go (``<results_dir>/<dataset>/<method>__<protocol id>.json``).
+        method_name: name of the method's record (default: the module's ``method_name``).
+    """
+
+    def __init__(self, results_dir: str = "results", method_name: str | None = None):
         self.results_dir = results_dir
+        self.method_name = method_name
         self.started = time.time()
         self.written: list[Path] = []
 
@@ -126,10 +155,33 @@ class ResultsWriter(L.Callback):
         self.started = time.time()
 
     def on_test_end(self, trainer, pl_module) -> None:
+        log_dir = trainer.log_dir  # on every process: a collective call under DDP
         if not trainer.is_global_zero or not getattr(pl_module, "test_results", None):
             return
-        records = make_records(pl_module, trainer, time.time() - self.started)
+        records = make_records(pl_module, trainer, time.time() - self.started, self.method_name, log_dir)
         self.written = write_records(records, self.results_dir)
         for logger in trainer.loggers:
-            if hasattr(logger, "experiment") and type(logger).__name__ == "WandbLogger":
-                logger.experiment.summary.update({f"test/{k}": v for k, v in records[0]["metrics"].items()})
+            if type(logger).__name__ == "WandbLogger":
+                log_to_wandb(logger, records, self.results_dir)
+
+
+def summary_key(record: dict, metric: str) -> str:
+    """W&B summary key of a record's metric: ``test/p_mpjpe`` for the method, ``test_baseline-.../p_mpjpe``."""
+    return f"test_{record['method']}/{metric}" if record.get("baseline") else f"test/{metric}"
+
+
+def log_to_wandb(logger, records: list[dict], results_dir: str | Path) -> None:
+    """Summary metrics of this run and the leaderboard of its (dataset, protocol) as ``wandb.Table`` s."""
+    from .leaderboard import group_tables, load_records, per_action_rows
+
+    summary = {summary_key(r, m): v for r in records for m, v in r["metrics"].items()}
+    summary.update({"dataset": records[0]["dataset"], "protocol_id": records[0]["protocol_id"]})
+    logger.experiment.summary.update(summary)
+    pid = records[0]["protocol_id"]
+    tables = [t for t in group_tables(load_records(Path(results_dir))) if t["protocol_id"] == pid]
+    for table in tables:
+        rows = [[row["method"], row["baseline"], *row["values"]] for row in table["rows"]]
+        logger.log_table(key="leaderboard", columns=["method", "baseline", *table["columns"]], data=rows)
+        actions, action_rows = per_action_rows(table)
+        if actions:
+            logger.log_table(key="leaderboard_per_action", columns=["method", *actions], data=action_rows)

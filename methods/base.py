@@ -8,12 +8,14 @@ implements :meth:`PoseEstimator.predict_pose` plus its own training step.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from datamodules.contract import check_keys
 from datamodules.skeleton import H36M_17, Skeleton
@@ -24,6 +26,24 @@ from .geometry import mean_root_distance, normalise_2d, root_centre
 #: Keys every evaluation needs besides what a method needs for prediction.
 EVAL_KEYS = ("joints_3d", "action")
 BASELINES = ("baseline-mean-pose", "baseline-zero-depth")
+
+
+def unpadded_share(loader) -> int | None:
+    """How many of this process's samples of ``loader`` are real, when a ``DistributedSampler`` shards it.
+
+    Under DDP, Lightning gives evaluation loaders a ``DistributedSampler`` (``drop_last=False``), which
+    pads the index list to ``num_replicas * num_samples`` by repeating its first indices *at the end*;
+    process ``r`` takes global positions ``r, r + W, r + 2W, ...``, so its padded samples are the
+    tail of its share: it holds ``ceil((N - r) / W)`` real ones. None when nothing is padded (no
+    distributed sampler, ``drop_last=True``, or a sampler that never pads).
+    """
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(sampler, DistributedSampler):
+        sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    if not isinstance(sampler, DistributedSampler) or sampler.drop_last:
+        return None
+    real = math.ceil((len(sampler.dataset) - sampler.rank) / sampler.num_replicas)
+    return None if real >= sampler.num_samples else max(real, 0)
 
 
 def data_fingerprint(poses: torch.Tensor) -> str:
@@ -60,6 +80,10 @@ class PoseEstimator(L.LightningModule):
         #: the method's metrics at every validation (saved in checkpoints, copied into result records)
         self.val_history: list[dict] = []
         self._plot_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._val_plot_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        # DDP: real samples of this process's share of the evaluation loader (see unpadded_share) and samples seen
+        self._eval_real: int | None = None
+        self._eval_seen = 0
 
     # -- what a method implements ---------------------------------------------------------------
     def predict_pose(self, batch: dict) -> torch.Tensor:
@@ -86,7 +110,9 @@ class PoseEstimator(L.LightningModule):
         self.mean_pose = train.mean(dim=0)
         self.pose_scale_mm = float(mean_root_distance(train, self.skeleton.root).mean())
         data_name = f"{dm.name}-{data_fingerprint(train)}"
-        self.centroids = {k: centroids_for(data_name, k, lambda: train, cache_dir=self.artifacts_dir) for k in self.pss_k}
+        self.centroids = {
+            k: centroids_for(data_name, k, lambda: train, cache_dir=self.artifacts_dir) for k in self.pss_k
+        }
         self.action_names = list(getattr(dm, "action_names", []))
         self.data_name = dm.name
         self.data_protocol = dict(getattr(dm, "protocol", {}))
@@ -115,7 +141,41 @@ class PoseEstimator(L.LightningModule):
                 out[name] = self.baseline_pose(name, batch)
         return out
 
+    def _start_evaluation(self, loaders) -> None:
+        """Before a validation / test epoch: count samples so that DDP padding can be dropped (see unpadded_share)."""
+        if isinstance(loaders, (list, tuple)):
+            if len(loaders) > 1 and self.trainer.world_size > 1:
+                raise NotImplementedError(
+                    f"{type(self).__name__}: several evaluation loaders under DDP are not supported (their "
+                    "DistributedSampler padding would be counted); use one validation / test loader"
+                )
+            loaders = loaders[0] if loaders else None
+        self._eval_real = unpadded_share(loaders)
+        self._eval_seen = 0
+
+    def _drop_padding(self, batch: dict) -> dict:
+        """The batch without the DistributedSampler's repeated samples (they come last in this process's share)."""
+        size = batch["joints_3d"].shape[0]
+        start, self._eval_seen = self._eval_seen, self._eval_seen + size
+        if self._eval_real is None or start + size <= self._eval_real:
+            return batch
+        keep = max(self._eval_real - start, 0)
+        return {
+            k: v[:keep] if isinstance(v, (torch.Tensor, list, tuple)) and len(v) == size else v
+            for k, v in batch.items()
+        }
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_evaluation(self.trainer.val_dataloaders)
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation(self.trainer.test_dataloaders)
+
     def _evaluate(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Update every estimator's metrics with ``batch``; returns the predictions ({} if the batch was all padding)."""
+        batch = self._drop_padding(batch)
+        if batch["joints_3d"].shape[0] == 0:
+            return {}
         target = batch["joints_3d"].float()
         group = batch["action"].long() if self.action_names else None
         preds = self.estimates(batch)
@@ -125,7 +185,9 @@ class PoseEstimator(L.LightningModule):
         return preds
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch)
+        preds = self._evaluate(batch)
+        if batch_idx == 0 and preds:
+            self._val_plot_batch = (preds[self.method_name][:4].detach().cpu(), batch["joints_3d"][:4].detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
         current = {"step": int(self.global_step)}
@@ -133,12 +195,14 @@ class PoseEstimator(L.LightningModule):
             prefix = "val" if name == self.method_name else f"val_{name}"
             for key, metric in metrics.items():
                 value = metric.compute()
-                self.log(f"{prefix}/{key}", value, prog_bar=prefix == "val" and key == "p_mpjpe")
+                # the value is already reduced over processes (equal on all): sync_dist only averages equal numbers
+                self.log(f"{prefix}/{key}", value, prog_bar=prefix == "val" and key == "p_mpjpe", sync_dist=True)
                 if name == self.method_name:
                     current[key] = float(value)
                 metric.reset()
         if not self.trainer.sanity_checking:
             self.val_history.append(current)
+            self.log_validation_plot()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["val_history"] = self.val_history
@@ -148,7 +212,7 @@ class PoseEstimator(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         preds = self._evaluate(batch)
-        if batch_idx == 0:
+        if batch_idx == 0 and preds:
             self._plot_batch = (preds[self.method_name][:4].detach().cpu(), batch["joints_3d"][:4].detach().cpu())
 
     def on_test_epoch_end(self) -> None:
@@ -158,8 +222,11 @@ class PoseEstimator(L.LightningModule):
             for key, metric in metrics.items():
                 value = metric.compute()
                 overall[key] = float(value)
-                protocol[key] = {**metric.protocol, "scale": self.scale_source if key in ("mpjpe", "pck150", "auc") else "n/a"}
-                self.log(f"test/{key}" if name == self.method_name else f"test_{name}/{key}", value)
+                protocol[key] = {
+                    **metric.protocol,
+                    "scale": self.scale_source if key in ("mpjpe", "pck150", "auc") else "n/a",
+                }
+                self.log(f"test/{key}" if name == self.method_name else f"test_{name}/{key}", value, sync_dist=True)
                 if self.action_names:
                     for action, v in zip(self.action_names, metric.compute_groups().tolist()):
                         per_action.setdefault(action, {})[key] = v
@@ -173,15 +240,35 @@ class PoseEstimator(L.LightningModule):
     # -- plots --------------------------------------------------------------------------------------
     def plot_predictions(self) -> Path | None:
         """A PNG of a few test predictions (Procrustes-aligned) beside their ground truth, in the run's log dir."""
-        if self._plot_batch is None or self.trainer is None or not self.trainer.is_global_zero:
+        if self._plot_batch is None or self.trainer is None:
+            return None
+        log_dir = Path(self.trainer.log_dir or ".")  # every process: trainer.log_dir is a collective call under DDP
+        if not self.trainer.is_global_zero:
             return None
         from .plots import plot_pose_pairs
 
-        log_dir = Path(self.trainer.log_dir or ".")
         path = plot_pose_pairs(*self._plot_batch, self.skeleton, log_dir / "test_predictions.png")
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
                 logger.log_image(key="test/predictions", images=[str(path)])
+        return path
+
+    def log_validation_plot(self) -> Path | None:
+        """Skeleton plot of a few validation predictions, logged as an image to W&B (step = global step).
+
+        Only when a logger takes images (``WandbLogger``): the CSV logger has no use for it, and a plot costs ~0.3 s.
+        """
+        if self._val_plot_batch is None or not any(hasattr(lg, "log_image") for lg in self.loggers):
+            return None
+        log_dir = Path(self.trainer.log_dir or ".")  # every process: a collective call under DDP
+        if not self.trainer.is_global_zero:
+            return None
+        from .plots import plot_pose_pairs
+
+        path = plot_pose_pairs(*self._val_plot_batch, self.skeleton, log_dir / "val_predictions.png")
+        for logger in self.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="val/predictions", images=[str(path)], step=int(self.global_step))
         return path
 
 

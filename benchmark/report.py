@@ -1,0 +1,249 @@
+"""``leaderboard.html``: the leaderboard as one self-contained page (inline CSS and SVG charts, no network).
+
+One section per (dataset, protocol) table of ``benchmark.leaderboard.group_tables``: the protocol, the
+metric table (best value per column marked; every column named with its protocol, each cell's full
+metric protocol in its tooltip), bar charts of the errors (mm) and of the rates (%), per-action
+P-MPJPE with a per-column colour scale, how every metric was computed, and the run metadata of every
+row (git commit, config hash, seed, versions, hardware, wall time, checkpoint). Numbers of different
+protocols stay in different sections: nothing is averaged across them.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+
+from .leaderboard import _fmt, display_name, higher_is_better, per_action_rows
+
+ERROR_METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe")
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#222;
+     padding:0 1rem;line-height:1.4}
+h1{margin-bottom:.2rem}h2{margin-top:2.5rem;border-bottom:2px solid #ddd;padding-bottom:.3rem}
+.meta,.note{color:#666;font-size:.9rem}
+table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
+th,td{border:1px solid #ddd;padding:.3rem .6rem}th{background:#f4f4f4;text-align:center}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.baseline td{color:#777;font-style:italic}
+td.best{font-weight:bold;background:#e6f4ea}
+.protocol{background:#f8f8f8;border-left:4px solid #4a7bd0;padding:.4rem .8rem;font-size:.9rem}
+.protocol code{margin-right:.8rem}
+figure.chart{margin:1rem 0}figure.chart svg{max-width:100%;height:auto}
+figcaption{color:#666;font-size:.85rem}
+details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}
+td.small,th.small{font-size:.8rem}
+nav ul{columns:2}
+"""
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _anchor(table: dict) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", f"{table['dataset']}-{table['protocol_id']}".lower()).strip("-")
+
+
+def _unit(metric: str) -> str:
+    return "%" if higher_is_better(metric) else "mm"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def bar_chart_svg(table: dict) -> str:
+    """Grouped horizontal bars: errors (mm) on the left, rates (%) on the right. An inline ``<svg>`` element."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table["rows"]
+    panels = [
+        ("error (mm), lower is better", [m for m in table["metrics"] if m in ERROR_METRICS], 1.0),
+        ("rate (%), higher is better", [m for m in table["metrics"] if higher_is_better(m)], 100.0),
+    ]
+    panels = [p for p in panels if p[1]]
+    if not panels or not rows:
+        return ""
+    height = 0.9 + 0.32 * len(rows) * max(len(p[1]) for p in panels)
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9}):
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), height), squeeze=False)
+        colours = plt.get_cmap("tab10").colors
+        for ax, (label, metrics, scale) in zip(axes[0], panels):
+            width = 0.8 / len(metrics)
+            for j, metric in enumerate(metrics):
+                k = table["metrics"].index(metric)
+                values = [row["values"][k] for row in rows]
+                ys = [i + (j - (len(metrics) - 1) / 2) * width for i in range(len(rows))]
+                xs = [v * scale if _finite(v) else 0.0 for v in values]
+                bars = ax.barh(ys, xs, height=width * 0.92, color=colours[j % 10], label=display_name(metric))
+                for bar, row, v in zip(bars, rows, values):
+                    if row["baseline"]:
+                        bar.set_alpha(0.45)
+                    text = f"{v * scale:.1f}" if _finite(v) else "n/a"
+                    ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(2, 0),
+                                textcoords="offset points", va="center", fontsize=7)  # fmt: skip
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels([row["method"] for row in rows])
+            ax.invert_yaxis()
+            ax.set_xlabel(label)
+            ax.margins(x=0.15)
+            ax.grid(axis="x", alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+        fig.tight_layout()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg")
+        plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: the element is inlined into HTML
+
+
+def _metric_table(table: dict) -> str:
+    best = {}
+    for k, metric in enumerate(table["metrics"]):
+        values = [row["values"][k] for row in table["rows"] if _finite(row["values"][k])]
+        if values:
+            best[k] = max(values) if higher_is_better(metric) else min(values)
+    out = ['<table class="leaderboard"><thead><tr><th>method</th>']
+    out += [
+        f"<th>{_e(col)}<br><span class='small'>{_unit(m)}</span></th>"
+        for m, col in zip(table["metrics"], table["columns"])
+    ]
+    out.append("</tr></thead><tbody>")
+    for row in table["rows"]:
+        out.append(f'<tr class="{"baseline" if row["baseline"] else "method"}"><td>{_e(row["method"])}</td>')
+        for k, (metric, value) in enumerate(zip(table["metrics"], row["values"])):
+            cls = "num best" if k in best and value == best[k] else "num"
+            tip = json.dumps(table["metric_protocols"].get(metric, {}), sort_keys=True)
+            out.append(f'<td class="{cls}" title="{_e(tip)}">{_e(_fmt(metric, value))}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _per_action_table(table: dict, metric: str = "p_mpjpe") -> str:
+    actions, rows = per_action_rows(table, metric)
+    if not actions:
+        return ""
+    # colour each action column from its best (white) to its worst (red): where each method struggles
+    spans = []
+    for a in range(len(actions)):
+        col = [r[1 + a] for r in rows if _finite(r[1 + a])]
+        spans.append((min(col), max(col)) if col else (0.0, 0.0))
+    out = [
+        f"<h3>{_e(display_name(metric))} per action (mm)</h3>",
+        '<table class="per-action"><thead><tr><th>method</th>',
+    ]
+    out += [f"<th>{_e(a)}</th>" for a in actions]
+    out.append("</tr></thead><tbody>")
+    for row, (method, *values) in zip(table["rows"], rows):
+        out.append(f'<tr class="{"baseline" if row["baseline"] else "method"}"><td>{_e(method)}</td>')
+        for (lo, hi), v in zip(spans, values):
+            shade = 0.0 if not _finite(v) or hi <= lo else (v - lo) / (hi - lo)
+            style = f"background:rgba(214,39,40,{0.45 * shade:.2f})" if _finite(v) else ""
+            out.append(f'<td class="num" style="{style}">{_e(_fmt(metric, v))}</td>')
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _protocol_table(table: dict) -> str:
+    keys = sorted({k for p in table["metric_protocols"].values() for k in p})
+    out = [
+        '<table class="metric-protocol"><thead><tr><th>metric</th>',
+        *(f"<th>{_e(k)}</th>" for k in keys),
+        "</tr></thead><tbody>",
+    ]
+    for metric in table["metrics"]:
+        proto = table["metric_protocols"].get(metric, {})
+        out.append(f"<tr><td>{_e(display_name(metric))}</td>")
+        out += [f"<td>{_e(proto.get(k, ''))}</td>" for k in keys]
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _run_table(table: dict) -> str:
+    cols = ("git_commit", "config_hash", "seed", "wall_time_s", "epoch", "global_step", "world_size", "finished_at")
+    out = ['<table class="runs"><thead><tr><th>method</th>', *(f"<th class='small'>{c}</th>" for c in cols)]
+    out.append(
+        "<th class='small'>hardware</th><th class='small'>versions</th><th class='small'>checkpoint</th></tr></thead><tbody>"
+    )
+    for row in table["rows"]:
+        run = row.get("run", {})
+        commit = str(run.get("git_commit", ""))
+        cells = [commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")] + [run.get(c, "") for c in cols[1:]]
+        hw = ", ".join(f"{k}={v}" for k, v in sorted((run.get("hardware") or {}).items()))
+        versions = ", ".join(f"{k} {v}" for k, v in sorted((run.get("versions") or {}).items()))
+        ckpt = os.path.basename(str(run.get("checkpoint") or "")) or "in-memory weights"
+        out.append(
+            f"<tr><td>{_e(row['method'])}</td>"
+            + "".join(
+                f"<td class='small' title='{_e(commit)}'>{_e(c)}</td>" if i == 0 else f"<td class='small'>{_e(c)}</td>"
+                for i, c in enumerate(cells)
+            )
+        )
+        out.append(f"<td class='small'>{_e(hw)}</td><td class='small'>{_e(versions)}</td>"
+                   f"<td class='small' title='{_e(run.get('checkpoint') or '')}'>{_e(ckpt)}</td></tr>")  # fmt: skip
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def section(table: dict) -> str:
+    proto = " ".join(f"<code>{_e(k)}={_e(v)}</code>" for k, v in sorted(table["protocol"].items()))
+    n_methods = sum(not r["baseline"] for r in table["rows"])
+    chart = bar_chart_svg(table)
+    parts = [
+        f'<section class="table" id="{_anchor(table)}">',
+        f"<h2>{_e(table['title'])}</h2>",
+        f'<div class="protocol"><b>Protocol</b> {proto}</div>',
+        f"<p class='note'>{n_methods} method(s) and {len(table['rows']) - n_methods} baseline(s) on the same frames. "
+        "Errors in mm (lower is better), PCK/AUC/PSS in % (higher is better); best value per column in green; "
+        "hover a number for its metric protocol.</p>",
+        _metric_table(table),
+        f'<figure class="chart">{chart}<figcaption>{_e(table["title"])}: method (solid) and baselines (faded)</figcaption></figure>'
+        if chart else "",
+        _per_action_table(table),
+        "<details><summary>How each metric was computed</summary>" + _protocol_table(table) + "</details>",
+        "<details open><summary>Runs behind these numbers</summary>" + _run_table(table) + "</details>",
+        "</section>",
+    ]  # fmt: skip
+    return "\n".join(p for p in parts if p)
+
+
+def to_html(tables: list[dict], title: str = "posebench leaderboard", source: str = "results/") -> str:
+    """The whole page as a string (``tables`` from ``benchmark.leaderboard.group_tables``)."""
+    n_records = sum(len(t["rows"]) for t in tables)
+    nav = "".join(f'<li><a href="#{_anchor(t)}">{_e(t["title"])}</a></li>' for t in tables)
+    body = "\n".join(section(t) for t in tables)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title><style>{CSS}</style></head>
+<body><h1>{_e(title)}</h1>
+<p class="meta">{n_records} result records from <code>{_e(source)}</code> in {len(tables)} table(s); generated
+{_e(time.strftime("%Y-%m-%d %H:%M:%S %Z"))}. Each table is one dataset and protocol: numbers of different protocols
+are never averaged or ranked together.</p>
+<nav><ul>{nav}</ul></nav>
+{body}
+</body></html>
+"""
+
+
+def write_html(tables: list[dict], path: str | Path, results_dir: str | Path = "results") -> Path:
+    """Write ``leaderboard.html`` atomically; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(to_html(tables, source=str(results_dir)), encoding="utf-8")
+    tmp.replace(path)
+    return path

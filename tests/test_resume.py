@@ -1,0 +1,102 @@
+"""Resume: a fit stopped mid-epoch and resumed with ``--ckpt_path last`` ends exactly like an uninterrupted fit."""
+
+import json
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from benchmark.__main__ import main
+from benchmark.cli import EpochSampler, find_last_checkpoint
+
+# 3 actions x 1 clip x 41 frames x 2 subjects = 246 training poses: 7 batches of 32 per epoch (drop_last).
+TINY = [
+    "--config", "configs/svmac.yaml",
+    "--model.init_args.width", "32", "--model.init_args.pss_k", "[4, 8]", "--model.init_args.artifacts_dir", "art",
+    "--data.init_args.train_subjects", "[1, 2]", "--data.init_args.val_subjects", "[3]",
+    "--data.init_args.test_subjects", "[4]", "--data.init_args.actions", "[walk, wave, run]",
+    "--data.init_args.clips_per_action", "1", "--data.init_args.frames_per_clip", "41",
+    "--data.init_args.views_per_pose", "1", "--data.init_args.batch_size", "32",
+    "--data.init_args.eval_batch_size", "50",
+    "--trainer.max_epochs", "3", "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false",
+    "--trainer.deterministic", "true", "--run.wandb", "off",
+]  # fmt: skip
+STOP_EPOCH, STOP_BATCH = 1, 3
+
+
+class StopAt(Callback):
+    """Raises before training batch ``batch`` of epoch ``epoch`` (as a crash or Ctrl+C would)."""
+
+    def __init__(self, epoch: int = STOP_EPOCH, batch: int = STOP_BATCH):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise RuntimeError(f"stop at epoch {self.epoch} batch {self.batch}")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def record(results_dir, method="svmac"):
+    (path,) = (results_dir / "synthetic").glob(f"{method}__*.json")
+    return json.loads(path.read_text())
+
+
+def test_interrupted_fit_resumes_to_the_same_metrics(workdir):
+    main(["fit", *TINY, "--run.root", "full", "--run.results_dir", "res_full"])
+
+    with pytest.raises(RuntimeError, match="stop at epoch 1 batch 3"):
+        main(
+            [
+                "fit",
+                *TINY,
+                "--run.root",
+                "cut",
+                "--run.results_dir",
+                "res_cut",
+                "--trainer.callbacks+=test_resume.StopAt",
+            ]
+        )
+    last = find_last_checkpoint(workdir / "cut" / "svmac")
+    ckpt = torch.load(last, weights_only=True)
+    # written at the interruption: 7 batches of epoch 0 and 3 of epoch 1 done (2 optimiser steps per batch)
+    assert (ckpt["epoch"], ckpt["global_step"]) == (1, 2 * (7 + STOP_BATCH))
+    assert not (workdir / "res_cut").exists()
+
+    main(["fit", *TINY, "--run.root", "cut", "--run.results_dir", "res_cut", "--ckpt_path", "last"])
+    full, resumed = record(workdir / "res_full"), record(workdir / "res_cut")
+    assert resumed["run"]["global_step"] == full["run"]["global_step"] == 2 * 7 * 3
+    # the resumed fit kept writing into the interrupted run's checkpoint folder and logs to a new version
+    assert "cut/svmac/version_0/checkpoints" in resumed["run"]["checkpoint"]
+    assert (workdir / "cut" / "svmac" / "version_1" / "metrics.csv").is_file()
+    # deterministic mode: the same numbers, bit for bit, and the same validation history
+    assert resumed["metrics"] == full["metrics"]
+    assert resumed["per_action"] == full["per_action"]
+    assert resumed["run"]["val_history"] == full["run"]["val_history"]
+    w_full = torch.load(workdir / "full/svmac/version_0/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    w_cut = torch.load(workdir / "cut/svmac/version_0/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(w_full[k], w_cut[k]) for k in w_full)
+
+
+def test_epoch_sampler_skips_once_and_orders_by_seed_and_epoch():
+    from torch.utils.data import DistributedSampler
+
+    data = list(range(10))
+    sampler, reference = (
+        cls(data, num_replicas=1, rank=0, shuffle=True, seed=3) for cls in (EpochSampler, DistributedSampler)
+    )
+    sampler.set_epoch(2)
+    reference.set_epoch(2)
+    order = list(sampler)
+    assert order == list(reference) and sorted(order) == data and order != data
+    sampler.skip = 4
+    assert list(sampler) == order[4:]
+    assert list(sampler) == order  # the skip applies to one epoch only
