@@ -41,6 +41,7 @@ import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import lightning as L
@@ -534,9 +535,13 @@ class SyntheticHumans(L.LightningDataModule):
         self.cache_dir = cache_dir
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed = seed
-        self.scenes = make_scenes(num_scenes, views, seed)
         self.tables: dict[str, MotionTable] = {}
         self.datasets: dict[tuple[str, str], HumanRenders] = {}
+
+    @cached_property
+    def scenes(self) -> Scenes:
+        """The rooms and camera rigs (built on first use: constructing the data module stays cheap)."""
+        return make_scenes(self.num_scenes, self.views, self.seed)
 
     @property
     def name(self) -> str:

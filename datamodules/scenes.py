@@ -16,6 +16,7 @@ randomness: a value depends only on its integer keys, never on batch composition
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -234,8 +235,12 @@ def _scene(seed: int, index: int, views: int, decorations: int) -> dict[str, tor
             "ambient": torch.tensor(ambient), "diffuse": torch.tensor(diffuse), **rig}  # fmt: skip
 
 
+@functools.lru_cache(maxsize=8)
 def make_scenes(num_scenes: int, views: int, seed: int, decorations: int = 8) -> Scenes:
-    """``num_scenes`` random scenes with ``views`` cameras each; scene i depends only on (seed, i)."""
+    """``num_scenes`` random scenes with ``views`` cameras each; scene i depends only on (seed, i).
+
+    Memoised (building the textures takes a moment): treat the returned tensors as read-only.
+    """
     if num_scenes < 1 or views < 1:
         raise ValueError(f"make_scenes: num_scenes ({num_scenes}) and views ({views}) must be >= 1")
     rows = [_scene(seed, i, views, decorations) for i in range(num_scenes)]
