@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 
 import lightning as L
@@ -81,12 +82,15 @@ OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="metrics and SVMAC only")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU threads to try")
     args = parser.parse_args(argv)
     console = Console()
     figures: dict[str, float] = {}
-    figures.update(bench_metrics())
-    figures.update(bench_svmac())
-    table = Table(title=f"posebench throughput ({torch.get_num_threads()} threads, torch {torch.__version__})")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_metrics().items()})
+        figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_svmac().items()})
+    table = Table(title=f"posebench throughput (torch {torch.__version__}, {os.cpu_count()} CPUs)")
     table.add_column("what")
     table.add_column("figure", justify="right")
     for key, value in figures.items():

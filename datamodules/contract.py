@@ -31,6 +31,9 @@ KEYS: dict[str, tuple[str, str]] = {
     "action": ("(B,)", "action id (int64), named by the data module's ``action_names``"),
     "frame": ("(B,)", "frame index within its sequence (int64)"),
     "sequence": ("(B,)", "sequence id (int64), for pairing frames of one video"),
+    "camera": ("(B,)", "index of the camera in its dataset's or scene's rig (int64)"),
+    "scene": ("(B,)", "scene (background and rig) id of rendered data (int64)"),
+    "distortion": ("(B, 5)", "lens distortion [k1, k2, k3, p1, p2] of the Human3.6M model (datamodules.distortion)"),
 }
 
 #: data module class name -> keys it provides, filled by :func:`register`.

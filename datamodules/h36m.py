@@ -278,7 +278,7 @@ class Human36M(RecordedDataModule):
     """
 
     provides = ("joints_3d", "joints_3d_world", "joints_2d", "joints_2d_gt", "visible", "K", "R", "t", "subject",
-                "action", "sequence", "frame", "image", "mask")  # fmt: skip
+                "action", "sequence", "frame", "camera", "distortion", "image", "mask")  # fmt: skip
     pixel_kinds = ("image", "mask")
 
     def __init__(self, root: str, keypoints: str | None = "gt", train_subjects: list[str] = TRAIN_SUBJECTS,

@@ -486,7 +486,7 @@ class SyntheticHumans(L.LightningDataModule):
     """
 
     provides = ("image", "mask", "parts", "depth", "flow", "joints_3d", "joints_3d_world", "joints_2d", "joints_2d_gt",
-                "visible", "K", "R", "t", "subject", "action", "frame", "sequence")  # fmt: skip
+                "visible", "K", "R", "t", "subject", "action", "frame", "sequence", "camera", "scene")  # fmt: skip
     skeleton: Skeleton = H36M_17
 
     def __init__(self, motion: PoseDataModule | None = None, mode: str = "single", eval_mode: str = "single",

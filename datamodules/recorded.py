@@ -34,7 +34,7 @@ from .skeleton import H36M_17, Skeleton
 
 #: Batch keys of every recorded data module (poses, cameras, ids).
 POSE_KEYS = ("joints_3d", "joints_3d_world", "joints_2d", "joints_2d_gt", "visible", "K", "R", "t",
-             "subject", "action", "sequence", "frame")  # fmt: skip
+             "subject", "action", "sequence", "frame", "camera")  # fmt: skip
 PIXEL_KINDS = ("image", "mask", "parts", "depth", "flow")
 
 
