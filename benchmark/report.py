@@ -104,7 +104,7 @@ def bar_chart_svg(table: dict) -> str:
         buf = io.StringIO()
         fig.savefig(buf, format="svg")
         plt.close(fig)
-    svg = buf.getvalue()
+    svg = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue(), flags=re.S)  # creator/date RDF: noise
     return svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: the element is inlined into HTML
 
 

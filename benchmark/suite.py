@@ -43,6 +43,7 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -183,8 +184,10 @@ def resolve_record(run: Run) -> Path:
         def instantiate_trainer(self, **kwargs):  # nor a trainer
             return None
 
-    quiet = logging.getLogger("lightning")
-    level, quiet.level = quiet.level, logging.ERROR
+    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:  # their handlers hold the real stderr: redirecting it does not quiet them
+        lg.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
             try:
@@ -193,7 +196,8 @@ def resolve_record(run: Run) -> Path:
             except SystemExit as e:
                 raise SuiteError(f"{run.key}: the config does not parse: {err.getvalue().strip()[-800:]}") from e
     finally:
-        quiet.level = level
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     dm, cfg = cli.datamodule, cli.config
     name = cfg.run.name or default_run_name(cfg.model)
     pid = protocol_id(record_protocol(dm.name, dm.skeleton.num_joints, dict(getattr(dm, "protocol", {}))))
@@ -262,8 +266,8 @@ def _tail(path: Path | None, lines: int = 15) -> str:
 
 
 def run_suite(suite: str | Path, extra: list[str] | None = None, dry_run: bool = False, force: bool = False,
-              only: str | None = None, leaderboard: bool = True, console: Console | None = None) -> int:  # fmt: skip
-    """Run a suite; returns 0 when no run failed. ``extra`` options are appended to every run."""
+              only: str | None = None, leaderboard: bool = True, console: Console | None = None) -> list[Run]:  # fmt: skip
+    """Run a suite; returns its runs with their status. ``extra`` options are appended to every run."""
     console = console or Console()
     settings, runs = load_suite(suite)
     if only:
@@ -286,7 +290,7 @@ def run_suite(suite: str | Path, extra: list[str] | None = None, dry_run: bool =
             todo.append(r)
     if dry_run:
         for r in todo:
-            console.print(f"[bold]{r.key}[/]: " + " ".join(command(r)[1:]))
+            console.print(f"[bold]{escape(r.key)}[/]: " + escape(" ".join(command(r)[1:])), soft_wrap=True)
             r.status = "would run"
     else:
         logs = Path(settings["root"]) / "suite-logs"
@@ -302,15 +306,17 @@ def run_suite(suite: str | Path, extra: list[str] | None = None, dry_run: bool =
             for r in todo:
                 execute(r, logs, progress, task)
                 style = "green" if r.status == "done" else "red"
-                progress.console.print(f"[{style}]{r.status}[/] {r.key} in {r.wall_s:.0f} s (log {r.log})")
+                progress.console.print(f"[{style}]{r.status}[/] {escape(r.key)} in {r.wall_s:.0f} s (log {r.log})")
                 if r.status == "failed":
-                    progress.console.print(f"[dim]{_tail(r.log)}[/]")
+                    progress.console.print(escape(_tail(r.log)), style="dim", soft_wrap=True)
                 progress.advance(task)
     summary = Table(title=f"suite {suite}")
     for col in ("run", "status", "wall (s)", "notes"):
         summary.add_column(col)
     for r in runs:
-        summary.add_row(r.key, r.status, f"{r.wall_s:.0f}" if r.wall_s else "", "; ".join(r.notes))
+        summary.add_row(
+            escape(r.key), escape(r.status), f"{r.wall_s:.0f}" if r.wall_s else "", escape("; ".join(r.notes))
+        )
     console.print(summary)
     failed = [r for r in runs if r.status == "failed"]
     if leaderboard and not dry_run and Path(settings["results_dir"]).is_dir():
@@ -318,8 +324,8 @@ def run_suite(suite: str | Path, extra: list[str] | None = None, dry_run: bool =
 
         leaderboard_main(["--results", settings["results_dir"]])
     if failed:
-        console.print(f"[red]{len(failed)} run(s) failed: {', '.join(r.key for r in failed)}[/]")
-    return 1 if failed else 0
+        console.print(f"[red]{len(failed)} run(s) failed: {escape(', '.join(r.key for r in failed))}[/]")
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-leaderboard", action="store_true", help="do not rebuild the leaderboard at the end")
     args = parser.parse_args(argv)
     try:
-        return run_suite(args.suite, extra, args.dry_run, args.force, args.only, not args.no_leaderboard)
+        runs = run_suite(args.suite, extra, args.dry_run, args.force, args.only, not args.no_leaderboard)
     except SuiteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 1 if any(r.status == "failed" for r in runs) else 0

@@ -1,0 +1,116 @@
+"""``python -m benchmark suite``: parsing, skipping, one subprocess per run, failures isolated, resume markers."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from lightning.pytorch.callbacks import Callback
+
+from benchmark.__main__ import main
+from benchmark.suite import SuiteError, load_suite, run_suite
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--model.init_args.width", "32", "--model.init_args.pss_k", "[4, 8]", "--model.init_args.artifacts_dir", "art",
+    "--data.init_args.train_subjects", "[1, 2]", "--data.init_args.val_subjects", "[3]",
+    "--data.init_args.test_subjects", "[4]", "--data.init_args.actions", "[walk, wave]",
+    "--data.init_args.clips_per_action", "1", "--data.init_args.frames_per_clip", "40",
+    "--data.init_args.batch_size", "32", "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "0",
+    "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false", "--run.wandb", "off",
+    "--run.threads", "1",
+]  # fmt: skip
+
+
+class Crash(Callback):
+    """Fails the run at its third training batch (a crash inside one run of a suite)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 2:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))  # the subprocesses import test_suite.Crash
+    monkeypatch.delenv("H36M_ROOT", raising=False)
+    return tmp_path
+
+
+def write_suite(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_suite_file_expands_runs_roots_and_skips_unconfigured_datasets(workdir, monkeypatch):
+    (workdir / "h36m").mkdir()
+    monkeypatch.setenv("SURREAL_HOME", str(workdir / "h36m"))
+    suite = write_suite(workdir / "s.yaml", {
+        "results_dir": "res", "root": "logs", "args": ["--trainer.max_epochs", "1"],
+        "methods": ["configs/svmac.yaml", {"name": "nodisc", "config": "configs/svmac.yaml",
+                                           "args": ["--model.init_args.use_critic", "false"]}],
+        "datasets": [{"name": "synthetic"},
+                     {"name": "h36m", "config": "configs/data/h36m.yaml", "root": "${H36M_ROOT}"},
+                     {"name": "surreal", "config": "configs/data/surreal.yaml", "root": "$SURREAL_HOME"},
+                     {"name": "gone", "config": "configs/data/surreal.yaml", "root": str(workdir / "nope")}],
+    })  # fmt: skip
+    settings, runs = load_suite(suite)
+    assert settings == {"results_dir": "res", "root": "logs"}
+    assert [r.key for r in runs] == [
+        f"{m}@{d}" for m in ("svmac", "nodisc") for d in ("synthetic", "h36m", "surreal", "gone")
+    ]
+    skips = {r.key: r.skip_reason for r in runs}
+    assert skips["svmac@synthetic"] is None and skips["svmac@surreal"] is None
+    assert skips["svmac@h36m"] == "$H36M_ROOT is not set" and "does not exist" in skips["nodisc@gone"]
+    nodisc = next(r for r in runs if r.key == "nodisc@surreal").args
+    assert nodisc[:4] == ["--config", "configs/svmac.yaml", "--config", "configs/data/surreal.yaml"]
+    assert nodisc[nodisc.index("--data.init_args.root") + 1] == str(workdir / "h36m")
+    assert nodisc[-10:] == ["--model.init_args.use_critic", "false", "--trainer.max_epochs", "1", "--run.name", "nodisc",
+                            "--run.results_dir", "res", "--run.root", "logs/surreal"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"methods": []}, "non-empty 'methods:'"),
+    ({"methods": ["configs/nope.yaml"]}, "configs/nope.yaml does not exist"),
+    ({"methods": ["configs/svmac.yaml"], "datasetz": []}, "unknown keys \\['datasetz'\\]"),
+    ({"methods": ["configs/svmac.yaml", "configs/svmac.yaml"]}, "appear twice"),
+])  # fmt: skip
+def test_bad_suite_files_say_what_is_wrong(workdir, spec, message):
+    with pytest.raises(SuiteError, match=message):
+        load_suite(write_suite(workdir / "bad.yaml", spec))
+    assert main(["suite", str(workdir / "missing.yaml")]) == 2
+
+
+def test_suite_runs_isolates_a_crash_skips_done_runs_and_resumes_the_crashed_one(workdir, capsys):
+    suite = write_suite(workdir / "s.yaml", {
+        "results_dir": "res", "root": "logs", "args": TINY,
+        "methods": [{"name": "ok", "config": "configs/svmac.yaml"},
+                    {"name": "crash", "config": "configs/svmac.yaml", "args": ["--trainer.callbacks+=test_suite.Crash"]}],
+        "datasets": [{"name": "synthetic"}, {"name": "h36m", "config": "configs/data/h36m.yaml", "root": "${H36M_ROOT}"}],
+    })  # fmt: skip
+    runs = {r.key: r for r in run_suite(suite)}
+    assert runs["ok@synthetic"].status == "done" and runs["crash@synthetic"].status == "failed"  # isolated
+    assert runs["ok@h36m"].status.startswith("skipped: dataset not configured")
+    assert "simulated crash" in capsys.readouterr().out  # the tail of the failed run's log
+    records = {json.loads(p.read_text())["method"] for p in (workdir / "res" / "synthetic").glob("*.json")}
+    assert records == {"ok", "baseline-mean-pose", "baseline-zero-depth"}
+    assert (workdir / "leaderboard.html").is_file() and "ok" in (workdir / "LEADERBOARD.md").read_text()
+    assert (workdir / "logs" / "suite-logs" / "crash@synthetic.log").is_file()
+    # the crash wrote last.ckpt; the attempt marker says it did not finish
+    assert (workdir / "logs" / "synthetic" / "crash" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert (
+        json.loads((workdir / "logs" / "synthetic" / "crash" / "suite-attempt.json").read_text())["status"] == "started"
+    )
+
+    capsys.readouterr()
+    runs = {r.key: r for r in run_suite(suite, dry_run=True)}
+    assert runs["ok@synthetic"].status.startswith("skipped: results exist")
+    assert runs["crash@synthetic"].status == "would run"
+    assert runs["crash@h36m"].status == "skipped: dataset not configured ($H36M_ROOT is not set)"
+    out = capsys.readouterr().out
+    crash_cmd = next(line for line in out.splitlines() if line.startswith("crash@synthetic"))
+    assert crash_cmd.rstrip().endswith("--ckpt_path last")  # resumes the interrupted run
+    assert "ok@synthetic:" not in out  # done: not run again
