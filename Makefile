@@ -1,11 +1,15 @@
-# posebench: `make run` trains and tests SVMAC on the embedded data, `make test` runs the tests.
+# posebench: `make run` trains and tests SVMAC on the embedded data, `make benchmark` runs the whole suite
+# (configs/suite.yaml), `make test` runs the tests.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # CPU-sized settings for `make run` (the paper's settings stay in configs/svmac.yaml).
 RUN_ARGS ?= --config configs/svmac.yaml --config configs/cpu_quick.yaml
+# `make benchmark SUITE=... SUITE_ARGS='--only svmac@ -- --trainer.max_epochs 5'`
+SUITE ?= configs/suite.yaml
+SUITE_ARGS ?=
 
-.PHONY: install run test leaderboard bench lint clean
+.PHONY: install run benchmark test leaderboard bench lint clean
 
 install: $(STAMP)
 
@@ -18,6 +22,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m benchmark fit $(RUN_ARGS)
 	$(PY) -m benchmark leaderboard
+
+benchmark: $(STAMP)
+	$(PY) -m benchmark suite $(SUITE) $(SUITE_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest
