@@ -46,11 +46,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from . import bodies as B
 from .contract import register
-from .poses import SPLITS, PoseClips, PoseDataModule, keep_batch
+from .poses import SPLITS, PoseClips, PoseDataModule, SplitLoaders
 from .render import cast, ellipsoid_bboxes, matvec, pixel_grid, project_points, scatter_dense, surface_normals
 from .scenes import (
     FULL_FRAME,
@@ -458,7 +458,7 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 
 @register
-class SyntheticHumans(L.LightningDataModule):
+class SyntheticHumans(SplitLoaders, L.LightningDataModule):
     """Synthetic people rendered on the fly: images with masks, part labels, depth, flow and 3D poses.
 
     Args:
@@ -621,19 +621,5 @@ class SyntheticHumans(L.LightningDataModule):
         cam, _ = video_cameras(t, self.scenes, rows, cams, self.render_config("train"))
         return matvec(cam["R"].unsqueeze(1), t.joints[rows]) + cam["t"].unsqueeze(1)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(self.dataset(split), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          collate_fn=keep_batch, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+    def split_dataset(self, split: str):
+        return self.dataset(split)

@@ -67,6 +67,34 @@ def keep_batch(batch):
     return batch
 
 
+class SplitLoaders:
+    """The four DataLoaders of a data module whose splits are batch-gathering datasets.
+
+    The data module provides ``split_dataset(split)``, ``batch_size``, ``eval_batch_size`` and
+    ``num_workers``; training shuffles and drops the last partial batch, evaluation does neither.
+    """
+
+    def split_dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(self.split_dataset(split), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
+                          collate_fn=keep_batch, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+
 def split_generator(seed: int, *parts: object) -> torch.Generator:
     """A generator seeded from ``seed`` and names, stable across processes and Python versions."""
     digest = hashlib.sha256(repr((seed, *parts)).encode()).digest()
@@ -99,7 +127,7 @@ def view_clips(clips: PoseClips, rig: CameraRig, views: int, noise_2d_px: float,
     }
 
 
-class PoseDataModule(L.LightningDataModule):
+class PoseDataModule(SplitLoaders, L.LightningDataModule):
     """Base for data modules of 3D motion seen by random virtual cameras.
 
     Args:
@@ -183,19 +211,5 @@ class PoseDataModule(L.LightningDataModule):
         """(N, J, 3) camera-frame training poses in mm (for PSS clusters and the mean-pose baseline)."""
         return self.build("train").tensors["joints_3d"]
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(self.build(split), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          collate_fn=keep_batch, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+    def split_dataset(self, split: str) -> TensorBatches:
+        return self.build(split)

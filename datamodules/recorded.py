@@ -27,9 +27,8 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
 
-from .poses import SPLITS, TensorBatches, keep_batch
+from .poses import SPLITS, SplitLoaders, TensorBatches
 from .skeleton import H36M_17, Skeleton
 
 #: Batch keys of every recorded data module (poses, cameras, ids).
@@ -453,7 +452,7 @@ def action_wise_mean(values: torch.Tensor, action: torch.Tensor, action_names: l
 
 
 # -- the data module ---------------------------------------------------------------------------------------------------
-class RecordedDataModule(L.LightningDataModule):
+class RecordedDataModule(SplitLoaders, L.LightningDataModule):
     """Base of the recorded-dataset modules; a subclass implements ``name``, ``action_names``, :meth:`load_views`
     (and :meth:`pixel_sources` when it offers pixels).
 
@@ -623,19 +622,5 @@ class RecordedDataModule(L.LightningDataModule):
         poses = self.build("train").tensors["joints_3d"]
         return poses.reshape(-1, *poses.shape[-2:])
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(self.build(split), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle,
-                          collate_fn=keep_batch, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)  # fmt: skip
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+    def split_dataset(self, split: str) -> FrameBatches:
+        return self.build(split)
