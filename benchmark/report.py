@@ -97,7 +97,7 @@ def bar_chart_svg(table: dict) -> str:
             ax.set_xlabel(label)
             ax.margins(x=0.15)
             ax.grid(axis="x", alpha=0.3)
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(metrics), frameon=False)
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
         fig.tight_layout()

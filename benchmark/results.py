@@ -42,10 +42,15 @@ def protocol_id(protocol: dict) -> str:
 
 
 def git_commit() -> str:
+    """Commit of the code that ran (the repository holding this package, wherever the command ran), ``-dirty``
+    when tracked files differ from it; ``unknown`` outside a git checkout."""
+    code = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True, cwd=code
+        )
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5).stdout.strip()  # fmt: skip
+                               text=True, timeout=5, cwd=code).stdout.strip()  # fmt: skip
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
