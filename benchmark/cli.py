@@ -292,16 +292,24 @@ class ResumableDataLoader(DataLoader):
     data is read for them).
     """
 
-    progress: Callable[[], tuple[int, int]]  # (epoch, batches completed in it), from the trainer
+    #: () -> (epoch, batches completed in it), from the trainer; None on a copy that Lightning re-instantiated
+    #: with another sampler (e.g. for ``overfit_batches``), which then behaves as a plain DataLoader
+    progress: Callable[[], tuple[int, int]] | None = None
+
+    def _resumable(self) -> bool:
+        return self.progress is not None and isinstance(self.sampler, EpochSampler)
 
     def __iter__(self):
-        epoch, _ = self.progress()
-        self.sampler.set_epoch(epoch)
-        if self.generator is not None:  # worker seeds from (seed, epoch), not from the global random state
-            self.generator.manual_seed(self.sampler.seed + epoch)
+        if self._resumable():
+            epoch, _ = self.progress()
+            self.sampler.set_epoch(epoch)
+            if self.generator is not None:  # worker seeds from (seed, epoch), not from the global random state
+                self.generator.manual_seed(self.sampler.seed + epoch)
         return super().__iter__()
 
     def state_dict(self) -> dict:
+        if not self._resumable():
+            return {}
         epoch, batches = self.progress()
         return {
             "epoch": epoch,
@@ -311,6 +319,8 @@ class ResumableDataLoader(DataLoader):
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if not state or not self._resumable():
+            return
         if (state.get("batch_size"), state.get("world_size")) != (self.batch_size, self.sampler.num_replicas):
             rank_zero_warn(
                 f"resuming with batch size {self.batch_size} on {self.sampler.num_replicas} processes, the checkpoint "
@@ -372,7 +382,7 @@ class ExactResume(Callback):
 
         @functools.wraps(original)
         def train_dataloader():
-            return resumable_loader(original(), trainer)
+            return resumable_loader(original(), dm.trainer)  # the trainer of this fit, also when dm is reused
 
         train_dataloader._resumable = True
         dm.train_dataloader = train_dataloader
