@@ -63,6 +63,9 @@ def workdir(tmp_path, monkeypatch):
 
 def test_offline_run_has_identity_summary_leaderboard_table_and_images(workdir):
     main(["fit", *TINY, "--run.wandb", "online", "--run.wandb_tags", "[smoke]"])  # online without a key: offline
+    import wandb
+
+    wandb.teardown()  # the CLI finished the run; stopping the W&B service also waits until it closed the run's files
     (run_dir,) = (workdir / "runs" / "wandb").glob("offline-run-*")
     summary, history, run = {}, set(), None
     for rec in wandb_records(next(run_dir.glob("run-*.wandb"))):
