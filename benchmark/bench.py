@@ -46,15 +46,16 @@ def bench_metrics(num_poses: int = 1_000_000, chunk: int = 100_000) -> dict[str,
 
 
 class _StepTimer(L.Callback):
-    def __init__(self, warmup: int):
-        self.warmup, self.samples, self.start, self.elapsed = warmup, 0, None, 0.0
+    """Samples per second over every training batch after the first ``warmup`` (across epochs)."""
 
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            self.start = time.perf_counter()
+    def __init__(self, warmup: int):
+        self.warmup, self.batches, self.samples, self.start, self.elapsed = warmup, 0, 0, None, 0.0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.start is not None:
+        self.batches += 1
+        if self.batches == self.warmup:
+            self.start = time.perf_counter()
+        elif self.start is not None:
             self.samples += batch["joints_2d"].shape[0]
             self.elapsed = time.perf_counter() - self.start
 

@@ -7,7 +7,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from benchmark.__main__ import main
-from benchmark.cli import EpochSampler, find_last_checkpoint
+from benchmark.cli import find_last_checkpoint
+from benchmark.resume import EpochSampler
 
 # 3 actions x 1 clip x 41 frames x 2 subjects = 246 training poses: 7 batches of 32 per epoch (drop_last).
 TINY = [
