@@ -4,6 +4,7 @@ See ``metrics.functional`` for the protocols (MPJPE, P-MPJPE, N-MPJPE, PCK, AUC,
 ``torchmetrics.Metric`` classes with per-group (per-action) means.
 """
 
+from metrics.centroids import centroids_for, centroids_path, load_centroids, save_centroids
 from metrics.classes import AUC, MPJPE, NMPJPE, PCK, PMPJPE, PSS
 from metrics.functional import (
     AUC_THRESHOLDS_MM,
@@ -20,7 +21,6 @@ from metrics.functional import (
     pss_normalise,
     root_centre,
 )
-from metrics.centroids import centroids_for, centroids_path, load_centroids, save_centroids
 
 __all__ = [
     "AUC",
