@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 #: column order and display names; lower is better unless listed in HIGHER_IS_BETTER
@@ -154,12 +155,15 @@ def write_csv(tables: list[dict], path: Path) -> None:
 
 
 def print_tables(tables: list[dict], console: Console | None = None) -> None:
+    """Terminal tables with short column names; the protocol tags of every column go in the caption."""
     console = console or Console()
     for t in tables:
-        table = Table(title=t["title"], caption=", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items())))
-        table.add_column("method")
-        for col in t["columns"]:
-            table.add_column(col, justify="right")
+        protocol = ", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items()))
+        caption = escape(f"{protocol}\ncolumns: " + "; ".join(t["columns"]))  # "[...]" is not rich markup here
+        table = Table(title=t["title"], caption=caption)
+        table.add_column("method", no_wrap=True)
+        for metric in t["metrics"]:
+            table.add_column(COLUMNS.get(metric, metric), justify="right", no_wrap=True)
         for row in t["rows"]:
             style = "dim" if row["baseline"] else "bold"
             table.add_row(row["method"], *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])), style=style)
