@@ -4,18 +4,11 @@ import json
 import time
 
 import pytest
+from tiny import tiny_args
 
 from benchmark.__main__ import main
 
-TINY = [
-    "--config", "configs/svmac.yaml",
-    "--model.init_args.width", "32", "--model.init_args.pss_k", "[4, 8]",
-    "--data.init_args.train_subjects", "[1, 2]", "--data.init_args.val_subjects", "[3]",
-    "--data.init_args.test_subjects", "[4]", "--data.init_args.actions", "[walk, wave]",
-    "--data.init_args.clips_per_action", "2", "--data.init_args.frames_per_clip", "40",
-    "--data.init_args.views_per_pose", "1", "--data.init_args.batch_size", "64",
-    "--trainer.max_epochs", "2", "--trainer.enable_model_summary", "false", "--run.wandb", "off",
-]  # fmt: skip
+TINY = tiny_args(clips=2, batch_size=64)
 
 
 @pytest.fixture

@@ -13,22 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import tiny_args
 from torch.utils.data import DataLoader, DistributedSampler
 
 from benchmark.__main__ import main
 from methods.base import unpadded_share
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "--config", "configs/svmac.yaml",
-    "--model.init_args.width", "32", "--model.init_args.pss_k", "[4, 8]", "--model.init_args.artifacts_dir", "art",
-    "--data.init_args.train_subjects", "[1, 2]", "--data.init_args.val_subjects", "[3]",
-    "--data.init_args.test_subjects", "[4]", "--data.init_args.actions", "[walk, wave, run]",
-    "--data.init_args.clips_per_action", "1", "--data.init_args.frames_per_clip", "41",
-    "--data.init_args.views_per_pose", "1", "--data.init_args.batch_size", "32",
-    "--data.init_args.eval_batch_size", "50", "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "0",
-    "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false", "--run.wandb", "off",
-]  # fmt: skip
+TINY = tiny_args(actions=("walk", "wave", "run"), frames=41, eval_batch_size=50, epochs=1)
 TEST_POSES = 123
 
 

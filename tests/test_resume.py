@@ -5,23 +5,14 @@ import json
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from tiny import tiny_args
 
 from benchmark.__main__ import main
 from benchmark.cli import find_last_checkpoint
 from benchmark.resume import EpochSampler
 
 # 3 actions x 1 clip x 41 frames x 2 subjects = 246 training poses: 7 batches of 32 per epoch (drop_last).
-TINY = [
-    "--config", "configs/svmac.yaml",
-    "--model.init_args.width", "32", "--model.init_args.pss_k", "[4, 8]", "--model.init_args.artifacts_dir", "art",
-    "--data.init_args.train_subjects", "[1, 2]", "--data.init_args.val_subjects", "[3]",
-    "--data.init_args.test_subjects", "[4]", "--data.init_args.actions", "[walk, wave, run]",
-    "--data.init_args.clips_per_action", "1", "--data.init_args.frames_per_clip", "41",
-    "--data.init_args.views_per_pose", "1", "--data.init_args.batch_size", "32",
-    "--data.init_args.eval_batch_size", "50",
-    "--trainer.max_epochs", "2", "--trainer.num_sanity_val_steps", "0", "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false",
-    "--trainer.deterministic", "true", "--run.wandb", "off",
-]  # fmt: skip
+TINY = [*tiny_args(actions=("walk", "wave", "run"), frames=41, eval_batch_size=50), "--trainer.deterministic", "true"]
 STOP_EPOCH, STOP_BATCH = 1, 3
 
 

@@ -7,20 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 from lightning.pytorch.callbacks import Callback
+from tiny import tiny_args
 
 from benchmark.__main__ import main
 from benchmark.suite import SuiteError, load_suite, run_suite
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "--model.init_args.width", "32", "--model.init_args.pss_k", "[4, 8]", "--model.init_args.artifacts_dir", "art",
-    "--data.init_args.train_subjects", "[1, 2]", "--data.init_args.val_subjects", "[3]",
-    "--data.init_args.test_subjects", "[4]", "--data.init_args.actions", "[walk, wave]",
-    "--data.init_args.clips_per_action", "1", "--data.init_args.frames_per_clip", "40",
-    "--data.init_args.batch_size", "32", "--trainer.max_epochs", "1", "--trainer.num_sanity_val_steps", "0",
-    "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false", "--run.wandb", "off",
-    "--run.threads", "1",
-]  # fmt: skip
+TINY = [*tiny_args(epochs=1, config=False), "--run.threads", "1"]
 
 
 class Crash(Callback):

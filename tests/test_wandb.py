@@ -6,20 +6,13 @@ import struct
 from pathlib import Path
 
 import pytest
+from tiny import tiny_args
 
 from benchmark.__main__ import main
 from benchmark.cli import RunOptions, wandb_identity
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "--config", "configs/svmac.yaml",
-    "--model.init_args.width", "32", "--model.init_args.pss_k", "[4, 8]", "--model.init_args.artifacts_dir", "art",
-    "--data.init_args.train_subjects", "[1, 2]", "--data.init_args.val_subjects", "[3]",
-    "--data.init_args.test_subjects", "[4]", "--data.init_args.actions", "[walk, wave]",
-    "--data.init_args.clips_per_action", "1", "--data.init_args.frames_per_clip", "40",
-    "--data.init_args.batch_size", "32", "--trainer.max_epochs", "2", "--trainer.num_sanity_val_steps", "0",
-    "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false",
-]  # fmt: skip
+TINY = tiny_args(wandb=None)
 
 
 def wandb_records(path: Path):
