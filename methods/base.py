@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -79,8 +78,8 @@ class PoseEstimator(L.LightningModule):
         self.test_results: dict[str, dict] = {}
         #: the method's metrics at every validation (saved in checkpoints, copied into result records)
         self.val_history: list[dict] = []
-        self._plot_batch: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._val_plot_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: "val" / "test" -> (predictions, ground truth) of a few samples of the epoch's first batch, for plots
+        self._plot_batches: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         # DDP: real samples of this process's share of the evaluation loader (see unpadded_share) and samples seen
         self._eval_real: int | None = None
         self._eval_seen = 0
@@ -184,10 +183,16 @@ class PoseEstimator(L.LightningModule):
                 metric.update(pred.float(), target, group)
         return preds
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def _evaluate_and_keep(self, stage: str, batch: dict, batch_idx: int) -> None:
         preds = self._evaluate(batch)
         if batch_idx == 0 and preds:
-            self._val_plot_batch = (preds[self.method_name][:4].detach().cpu(), batch["joints_3d"][:4].detach().cpu())
+            self._plot_batches[stage] = (
+                preds[self.method_name][:4].detach().cpu(),
+                batch["joints_3d"][:4].detach().cpu(),
+            )
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate_and_keep("val", batch, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
         current = {"step": int(self.global_step)}
@@ -202,7 +207,9 @@ class PoseEstimator(L.LightningModule):
                 metric.reset()
         if not self.trainer.sanity_checking:
             self.val_history.append(current)
-            self.log_validation_plot()
+            # a plot costs ~0.3 s: at validation only for loggers that take images (W&B), not for CSV
+            if any(hasattr(lg, "log_image") for lg in self.loggers):
+                self.plot_predictions("val", step=int(self.global_step))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["val_history"] = self.val_history
@@ -211,9 +218,7 @@ class PoseEstimator(L.LightningModule):
         self.val_history = list(checkpoint.get("val_history", []))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        preds = self._evaluate(batch)
-        if batch_idx == 0 and preds:
-            self._plot_batch = (preds[self.method_name][:4].detach().cpu(), batch["joints_3d"][:4].detach().cpu())
+        self._evaluate_and_keep("test", batch, batch_idx)
 
     def on_test_epoch_end(self) -> None:
         self.test_results = {}
@@ -232,46 +237,25 @@ class PoseEstimator(L.LightningModule):
                         per_action.setdefault(action, {})[key] = v
                 metric.reset()
             self.test_results[name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol}
-        self.plot_predictions()
+        self.plot_predictions("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.predict_pose(batch)
 
     # -- plots --------------------------------------------------------------------------------------
-    def plot_predictions(self) -> Path | None:
-        """A PNG of a few test predictions (Procrustes-aligned) beside their ground truth, in the run's log dir."""
-        if self._plot_batch is None or self.trainer is None:
+    def plot_predictions(self, stage: str, step: int | None = None) -> Path | None:
+        """``<log dir>/<stage>_predictions.png``: a few predictions (Procrustes-aligned) over their ground truth,
+        also logged as ``<stage>/predictions`` to loggers that take images (W&B)."""
+        if stage not in self._plot_batches or self.trainer is None:
             return None
         log_dir = Path(self.trainer.log_dir or ".")  # every process: trainer.log_dir is a collective call under DDP
         if not self.trainer.is_global_zero:
             return None
         from .plots import plot_pose_pairs
 
-        path = plot_pose_pairs(*self._plot_batch, self.skeleton, log_dir / "test_predictions.png")
+        path = plot_pose_pairs(*self._plot_batches[stage], self.skeleton, log_dir / f"{stage}_predictions.png")
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image(key="test/predictions", images=[str(path)])
+                extra = {} if step is None else {"step": step}
+                logger.log_image(key=f"{stage}/predictions", images=[str(path)], **extra)
         return path
-
-    def log_validation_plot(self) -> Path | None:
-        """Skeleton plot of a few validation predictions, logged as an image to W&B (step = global step).
-
-        Only when a logger takes images (``WandbLogger``): the CSV logger has no use for it, and a plot costs ~0.3 s.
-        """
-        if self._val_plot_batch is None or not any(hasattr(lg, "log_image") for lg in self.loggers):
-            return None
-        log_dir = Path(self.trainer.log_dir or ".")  # every process: a collective call under DDP
-        if not self.trainer.is_global_zero:
-            return None
-        from .plots import plot_pose_pairs
-
-        path = plot_pose_pairs(*self._val_plot_batch, self.skeleton, log_dir / "val_predictions.png")
-        for logger in self.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image(key="val/predictions", images=[str(path)], step=int(self.global_step))
-        return path
-
-
-def run_estimator(fn: Callable[[dict], torch.Tensor], loader) -> torch.Tensor:
-    """Concatenate ``fn(batch)`` over a data loader (for scripts and tests)."""
-    return torch.cat([fn(batch) for batch in loader])
