@@ -200,14 +200,18 @@ class SVMAC(PoseEstimator):
         limit = math.radians(self.hparams.max_angle_deg)
         return (2 * torch.rand(count, batch_size, device=device) - 1) * limit
 
+    def lift_rotate_reproject(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Eq. 3-9 for normalised 2D poses x (B, J, 2): X_pred (B, J, 3), K (B, 2, 3), the poses rotated by random
+        angles X_rot (A, B, J, 3) and their normalised re-projections x_proj (A, B, J, 2)."""
+        X0, K0 = self.lift(x)
+        X_rot = self.rotate(X0, self.sample_angles(x.shape[0], x.device))
+        return X0, K0, X_rot, self.project(X_rot, K0.unsqueeze(0))
+
     # -- losses -------------------------------------------------------------------------------------
     def generator_losses(self, x: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """All terms of Eq. 24 for a batch of normalised 2D poses (B, J, 2)."""
         hp = self.hparams
-        X0, K0 = self.lift(x)
-        theta = self.sample_angles(x.shape[0], x.device)
-        X_rot = self.rotate(X0, theta)  # (A, B, J, 3)
-        x_proj = self.project(X_rot, K0.unsqueeze(0))  # Eq. 9
+        X0, K0, X_rot, x_proj = self.lift_rotate_reproject(x)
         losses = {
             "angle": angle_loss(X0, *self._angle_joints).mean(),
             "sym": symmetry_loss(X0, self.skeleton.bones, self.skeleton.symmetric_bones).mean(),
@@ -269,8 +273,7 @@ class SVMAC(PoseEstimator):
         opt_g, opt_d = self.optimizers() if self.critic is not None else (self.optimizers(), None)
         if opt_d is not None:
             with torch.no_grad():
-                X0, K0 = self.lift(x)
-                fake = self.project(self.rotate(X0, self.sample_angles(x.shape[0], x.device)), K0.unsqueeze(0))
+                fake = self.lift_rotate_reproject(x)[3]
             fake = fake[torch.randint(fake.shape[0], (x.shape[0],), device=x.device), torch.arange(x.shape[0])]
             d_loss, wasserstein = self.critic_loss(hp.c * x, hp.c * fake)
             opt_d.zero_grad(set_to_none=True)
