@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .results import write_text_atomic
+
 #: column order and display names; lower is better unless listed in HIGHER_IS_BETTER
 COLUMNS = {"mpjpe": "MPJPE", "p_mpjpe": "P-MPJPE", "n_mpjpe": "N-MPJPE", "pck150": "PCK@150", "auc": "AUC",
            "pss50": "PSS@50", "pss100": "PSS@100"}  # fmt: skip
@@ -142,16 +144,15 @@ def per_action_markdown(table: dict, metric: str = "p_mpjpe") -> str:
 
 def write_csv(tables: list[dict], path: Path) -> None:
     metrics = list(dict.fromkeys(m for t in tables for m in t["metrics"]))
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["dataset", "protocol_id", "method", "baseline", *metrics, "protocol"])
-        for t in tables:
-            for row in t["rows"]:
-                values = dict(zip(t["metrics"], row["values"]))
-                writer.writerow([t["dataset"], t["protocol_id"], row["method"], row["baseline"],
-                                 *(values.get(m, "") for m in metrics), json.dumps(t["protocol"], sort_keys=True)])  # fmt: skip
-    tmp.replace(path)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["dataset", "protocol_id", "method", "baseline", *metrics, "protocol"])
+    for t in tables:
+        for row in t["rows"]:
+            values = dict(zip(t["metrics"], row["values"]))
+            writer.writerow([t["dataset"], t["protocol_id"], row["method"], row["baseline"],
+                             *(values.get(m, "") for m in metrics), json.dumps(t["protocol"], sort_keys=True)])  # fmt: skip
+    write_text_atomic(path, out.getvalue())
 
 
 def print_tables(tables: list[dict], console: Console | None = None) -> None:
@@ -163,7 +164,7 @@ def print_tables(tables: list[dict], console: Console | None = None) -> None:
         table = Table(title=t["title"], caption=caption)
         table.add_column("method", no_wrap=True)
         for metric in t["metrics"]:
-            table.add_column(COLUMNS.get(metric, metric), justify="right", no_wrap=True)
+            table.add_column(display_name(metric), justify="right", no_wrap=True)
         for row in t["rows"]:
             style = "dim" if row["baseline"] else "bold"
             table.add_row(row["method"], *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])), style=style)
@@ -184,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no result records under {args.results}/")
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    md = args.out / "LEADERBOARD.md"
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(to_markdown(tables))
-    tmp.replace(md)
+    md = write_text_atomic(args.out / "LEADERBOARD.md", to_markdown(tables))
     write_csv(tables, args.out / "leaderboard.csv")
     from .report import write_html
 

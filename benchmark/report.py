@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from .leaderboard import _fmt, display_name, higher_is_better, per_action_rows
+from .results import write_text_atomic
 
 ERROR_METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe")
 CSS = """
@@ -241,9 +242,4 @@ are never averaged or ranked together.</p>
 
 def write_html(tables: list[dict], path: str | Path, results_dir: str | Path = "results") -> Path:
     """Write ``leaderboard.html`` atomically; returns its path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(to_html(tables, source=str(results_dir)), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(Path(path), to_html(tables, source=str(results_dir)))

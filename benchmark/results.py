@@ -23,18 +23,30 @@ import torch
 SCHEMA = 1
 
 
-def write_json_atomic(path: Path, payload: dict) -> Path:
-    """Write JSON to a temporary file in the target folder, then rename: readers never see half a file."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write text to a temporary file in the target folder, then rename: readers never see half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: Path, payload: dict) -> Path:
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def protocol_id(protocol: dict) -> str:
