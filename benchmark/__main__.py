@@ -12,7 +12,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return data_main(argv[1:])
     if argv and argv[0] == "leaderboard":
-        from .leaderboard import main as leaderboard_main
+        from .report import main as leaderboard_main
 
         return leaderboard_main(argv[1:])
     if argv and argv[0] == "suite":

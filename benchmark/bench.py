@@ -61,7 +61,7 @@ class _StepTimer(L.Callback):
 
 
 def bench_svmac(steps: int = 300, width: int = 256, batch_size: int = 256) -> dict[str, float]:
-    from datamodules.synthetic import SyntheticPoses
+    from datamodules.motion.synthetic import SyntheticPoses
     from methods.svmac import SVMAC
 
     dm = SyntheticPoses(batch_size=batch_size, views_per_pose=1)

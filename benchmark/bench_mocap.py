@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from datamodules.mocap import MocapPoses
+from datamodules.motion.mocap import MocapPoses
 
 COLD_LIMIT_S = 120.0
 WARM_LIMIT_S = 10.0

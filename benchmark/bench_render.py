@@ -6,7 +6,7 @@
    rendering on the fly, one thread each) is drained for ``--batches`` batches after a warm-up;
    repeated ``--rounds`` times because the CPU is shared.
 2. Breakdown: one batch rendered in this process under ``torch.profiler``, split by the stages of
-   ``datamodules.humans.render_views`` (bodies, crop, cast, shade, background, composite, flow, pose).
+   ``datamodules.render.humans.render_views`` (bodies, crop, cast, shade, background, composite, flow, pose).
 3. The other sampling modes (multiview, pair, clip), rendered in this process, in views per second.
 """
 
@@ -20,7 +20,7 @@ import torch
 
 
 def _motion():
-    from datamodules.synthetic import SyntheticPoses
+    from datamodules.motion.synthetic import SyntheticPoses
 
     # Fewer clips than the default: setup time is not what is measured, rendering is.
     return SyntheticPoses(train_subjects=(1, 2, 3), val_subjects=(4,), test_subjects=(5,), clips_per_action=1,
@@ -63,7 +63,7 @@ def breakdown(dataset, batch: int) -> tuple[dict[str, float], float]:
     """Milliseconds per stage for one batch rendered in this process (one thread), and the total."""
     from torch.profiler import ProfilerActivity, profile
 
-    from datamodules.humans import STAGES
+    from datamodules.render.humans import STAGES
 
     index = list(range(0, len(dataset), max(1, len(dataset) // batch)))[:batch]
     dataset.__getitems__(index)  # warm-up
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128)
     args = parser.parse_args(argv)
 
-    from datamodules.humans import SyntheticHumans
+    from datamodules.render.humans import SyntheticHumans
 
     motion = _motion()
     start = time.perf_counter()

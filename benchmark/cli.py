@@ -29,7 +29,8 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from .results import ResultsWriter, protocol_id, record_protocol
+from .records import protocol_id, record_protocol
+from .results import ResultsWriter
 from .resume import BenchmarkCheckpoint, ExactResume
 
 

@@ -29,15 +29,15 @@ def main(argv: list[str]) -> int:
         data_stats(load_datamodule(args.config), args.out)
         return 0
     if args.command == "check":
-        from datamodules.check import check_dataset
+        from datamodules.recorded.check import check_dataset
 
         problems = check_dataset(args.dataset, args.root)
         return 1 if problems else 0
     if args.command == "preview":
-        from datamodules.preview import preview as render_preview
+        from datamodules.render.preview import preview as render_preview
 
         if args.what == "synthetic":
-            from datamodules.humans import SyntheticHumans
+            from datamodules.render.humans import SyntheticHumans
 
             dm = SyntheticHumans()
         else:

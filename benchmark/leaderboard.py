@@ -1,14 +1,12 @@
-"""``python -m benchmark leaderboard``: aggregate result records into comparison tables.
+"""Comparison tables from result records: grouping, column names, Markdown, CSV and the terminal.
 
-Writes ``LEADERBOARD.md``, ``leaderboard.csv`` and the self-contained ``leaderboard.html``
-(``benchmark/report.py``: bar charts, per-action tables, protocols, run metadata) and prints the tables. Records from different
+``python -m benchmark leaderboard`` (``benchmark.report.main``) writes them with the HTML page. Records from different
 protocols (dataset, 2D input, joint set, subsampling, ...) are never averaged together: each
 (dataset, protocol) gets its own table.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -19,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .results import write_text_atomic
+from .records import write_text_atomic
 
 #: column order and display names; lower is better unless listed in HIGHER_IS_BETTER
 COLUMNS = {"mpjpe": "MPJPE", "p_mpjpe": "P-MPJPE", "n_mpjpe": "N-MPJPE", "pck150": "PCK@150", "auc": "AUC",
@@ -43,25 +41,6 @@ def display_name(metric: str) -> str:
 
 
 TAGS = {"alignment": "", "joints": "j", "threshold_mm": "mm", "scale": ""}
-
-
-class RecordError(ValueError):
-    pass
-
-
-def load_records(results_dir: Path) -> list[dict]:
-    records = []
-    for path in sorted(results_dir.rglob("*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise RecordError(f"result record {path} is not valid JSON ({e}); delete it or rerun its test") from e
-        for key in ("method", "dataset", "protocol", "protocol_id", "metrics"):
-            if key not in rec:
-                raise RecordError(f"result record {path} lacks key {key!r}; it was not written by this suite")
-        rec["_path"] = str(path)
-        records.append(rec)
-    return records
 
 
 def column_name(metric: str, protocol: dict) -> str:
@@ -169,27 +148,3 @@ def print_tables(tables: list[dict], console: Console | None = None) -> None:
             style = "dim" if row["baseline"] else "bold"
             table.add_row(row["method"], *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])), style=style)
         console.print(table)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark leaderboard", description=__doc__)
-    parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--out", type=Path, default=Path("."), help="folder for LEADERBOARD.md, .csv and .html")
-    args = parser.parse_args(argv or [])
-    if not args.results.is_dir():
-        print(f"no results under {args.results}/: run a test first, e.g. `make run` or "
-              "`python -m benchmark fit --config configs/svmac.yaml`")  # fmt: skip
-        return 1
-    tables = group_tables(load_records(args.results))
-    if not tables:
-        print(f"no result records under {args.results}/")
-        return 1
-    args.out.mkdir(parents=True, exist_ok=True)
-    md = write_text_atomic(args.out / "LEADERBOARD.md", to_markdown(tables))
-    write_csv(tables, args.out / "leaderboard.csv")
-    from .report import write_html
-
-    html = write_html(tables, args.out / "leaderboard.html", results_dir=args.results)
-    print_tables(tables)
-    print(f"wrote {md}, {args.out / 'leaderboard.csv'} and {html}")
-    return 0

@@ -1,4 +1,5 @@
-"""``leaderboard.html``: the leaderboard as one self-contained page (inline CSS and SVG charts, no network).
+"""``python -m benchmark leaderboard``: ``LEADERBOARD.md``, ``leaderboard.csv`` (``benchmark.leaderboard``) and
+``leaderboard.html``, the leaderboard as one self-contained page (inline CSS and SVG charts, no network).
 
 One section per (dataset, protocol) table of ``benchmark.leaderboard.group_tables``: the protocol, the
 metric table (best value per column marked; every column named with its protocol, each cell's full
@@ -10,6 +11,7 @@ protocols stay in different sections: nothing is averaged across them.
 
 from __future__ import annotations
 
+import argparse
 import html
 import io
 import json
@@ -19,8 +21,17 @@ import re
 import time
 from pathlib import Path
 
-from .leaderboard import _fmt, display_name, higher_is_better, per_action_rows
-from .results import write_text_atomic
+from .leaderboard import (
+    _fmt,
+    display_name,
+    group_tables,
+    higher_is_better,
+    per_action_rows,
+    print_tables,
+    to_markdown,
+    write_csv,
+)
+from .records import load_records, write_text_atomic
 
 ERROR_METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe")
 CSS = """
@@ -243,3 +254,25 @@ are never averaged or ranked together.</p>
 def write_html(tables: list[dict], path: str | Path, results_dir: str | Path = "results") -> Path:
     """Write ``leaderboard.html`` atomically; returns its path."""
     return write_text_atomic(Path(path), to_html(tables, source=str(results_dir)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark leaderboard", description=__doc__)
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path, default=Path("."), help="folder for LEADERBOARD.md, .csv and .html")
+    args = parser.parse_args(argv or [])
+    if not args.results.is_dir():
+        print(f"no results under {args.results}/: run a test first, e.g. `make run` or "
+              "`python -m benchmark fit --config configs/svmac.yaml`")  # fmt: skip
+        return 1
+    tables = group_tables(load_records(args.results))
+    if not tables:
+        print(f"no result records under {args.results}/")
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = write_text_atomic(args.out / "LEADERBOARD.md", to_markdown(tables))
+    write_csv(tables, args.out / "leaderboard.csv")
+    html = write_html(tables, args.out / "leaderboard.html", results_dir=args.results)
+    print_tables(tables)
+    print(f"wrote {md}, {args.out / 'leaderboard.csv'} and {html}")
+    return 0

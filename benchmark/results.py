@@ -1,153 +1,15 @@
-"""Result records: one JSON file per (method, dataset, protocol), written atomically.
-
-Layout: ``results/<dataset>/<method>__<protocol id>.json``. A record holds the metric values, the
-protocol of every number, per-action values, and run metadata (git commit, config hash, seed,
-package versions, wall time, hardware, checkpoint), so every number can be traced to its run.
-"""
+"""The callback that turns a test run into result records (``benchmark.records``) and, with a W&B
+logger, into the run's summary and the leaderboard table of its protocol."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import platform
-import subprocess
-import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import lightning as L
-import torch
 
-SCHEMA = 1
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write text to a temporary file in the target folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: Path, payload: dict) -> Path:
-    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
-
-
-def protocol_id(protocol: dict) -> str:
-    return hashlib.sha1(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def git_commit() -> str:
-    """Commit of the code that ran (the repository holding this package, wherever the command ran), ``-dirty``
-    when tracked files differ from it; ``unknown`` outside a git checkout."""
-    code = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True, cwd=code
-        )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=5, cwd=code).stdout.strip()  # fmt: skip
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def package_versions() -> dict[str, str]:
-    names = ("torch", "lightning", "torchmetrics", "kornia", "numpy", "scikit-learn")
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def hardware() -> dict[str, str | int]:
-    info: dict[str, str | int] = {"machine": platform.machine(), "cpus": os.cpu_count() or 0,
-                                  "python": platform.python_version()}  # fmt: skip
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpus"] = torch.cuda.device_count()
-    return info
-
-
-def config_hash(log_dir: str | Path | None) -> str:
-    path = Path(log_dir or ".") / "config.yaml"
-    return hashlib.sha1(path.read_bytes()).hexdigest()[:10] if path.is_file() else "none"
-
-
-def record_protocol(dataset: str, num_joints: int, data_protocol: dict) -> dict:
-    """The protocol every record of a (dataset, data protocol) carries; its hash names the record file."""
-    return {"dataset": dataset, "joints": str(num_joints), **data_protocol}
-
-
-def make_records(
-    module, trainer: L.Trainer, wall_time_s: float, method_name: str | None = None, log_dir: str | None = None
-) -> list[dict]:
-    """One record per evaluated estimator (the method and its baselines) from ``module.test_results``.
-
-    ``method_name`` renames the method's record (e.g. an ablation run ``--run.name svmac-nodisc``); the
-    baselines keep their names. ``log_dir`` defaults to ``trainer.log_dir`` (a collective call under DDP:
-    pass it when calling from one process only).
-    """
-    protocol = record_protocol(module.data_name, module.skeleton.num_joints, module.data_protocol)
-    ckpt = getattr(trainer, "ckpt_path", None)
-    log_dir = trainer.log_dir if log_dir is None else log_dir
-    run = {
-        "git_commit": git_commit(),
-        "config_hash": config_hash(log_dir),
-        "seed": os.environ.get("PL_GLOBAL_SEED", "unset"),
-        "versions": package_versions(),
-        "hardware": hardware(),
-        "wall_time_s": round(wall_time_s, 1),
-        "checkpoint": str(ckpt) if ckpt else None,
-        "global_step": trainer.global_step,
-        "epoch": trainer.current_epoch,
-        "log_dir": log_dir,
-        "world_size": trainer.world_size,
-        "strategy": type(trainer.strategy).__name__,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "val_history": list(getattr(module, "val_history", []))[-20:],
-        "method_hparams": {
-            k: v for k, v in dict(module.hparams).items() if isinstance(v, (int, float, str, bool, list, tuple))
-        },
-    }
-    records = []
-    for name, result in module.test_results.items():
-        if method_name and name == module.method_name:
-            name = method_name
-        records.append({
-            "schema": SCHEMA, "method": name, "dataset": module.data_name, "protocol": protocol,
-            "protocol_id": protocol_id(protocol), "metrics": result["metrics"],
-            "metric_protocol": result["metric_protocol"], "per_action": result["per_action"],
-            "baseline": name.startswith("baseline-"), "run": run,
-        })  # fmt: skip
-    return records
-
-
-def write_records(records: list[dict], results_dir: str | Path) -> list[Path]:
-    paths = []
-    for rec in records:
-        path = Path(results_dir) / rec["dataset"] / f"{rec['method']}__{rec['protocol_id']}.json"
-        paths.append(write_json_atomic(path, rec))
-    return paths
+from .leaderboard import group_tables, per_action_rows
+from .records import load_records, make_records, write_records
 
 
 class ResultsWriter(L.Callback):
@@ -189,8 +51,6 @@ def summary_key(record: dict, metric: str) -> str:
 
 def log_to_wandb(logger, records: list[dict], results_dir: str | Path) -> None:
     """Summary metrics of this run and the leaderboard of its (dataset, protocol) as ``wandb.Table`` s."""
-    from .leaderboard import group_tables, load_records, per_action_rows
-
     summary = {summary_key(r, m): v for r in records for m, v in r["metrics"].items()}
     summary.update({"dataset": records[0]["dataset"], "protocol_id": records[0]["protocol_id"]})
     logger.experiment.summary.update(summary)

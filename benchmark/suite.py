@@ -175,7 +175,7 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
 def resolve_record(run: Run) -> Path:
     """Where ``run`` will write its method record: parses the run's config with the benchmark CLI itself."""
     from .cli import BenchmarkCLI, default_run_name
-    from .results import protocol_id, record_protocol
+    from .records import protocol_id, record_protocol
 
     class Resolver(BenchmarkCLI):
         def before_instantiate_classes(self) -> None:  # no thread settings in this process
@@ -320,7 +320,7 @@ def run_suite(suite: str | Path, extra: list[str] | None = None, dry_run: bool =
     console.print(summary)
     failed = [r for r in runs if r.status == "failed"]
     if leaderboard and not dry_run and Path(settings["results_dir"]).is_dir():
-        from .leaderboard import main as leaderboard_main
+        from .report import main as leaderboard_main
 
         leaderboard_main(["--results", settings["results_dir"]])
     if failed:

@@ -33,7 +33,10 @@ KEYS: dict[str, tuple[str, str]] = {
     "sequence": ("(B,)", "sequence id (int64), for pairing frames of one video"),
     "camera": ("(B,)", "index of the camera in its dataset's or scene's rig (int64)"),
     "scene": ("(B,)", "scene (background and rig) id of rendered data (int64)"),
-    "distortion": ("(B, 5)", "lens distortion [k1, k2, k3, p1, p2] of the Human3.6M model (datamodules.distortion)"),
+    "distortion": (
+        "(B, 5)",
+        "lens distortion [k1, k2, k3, p1, p2] of the Human3.6M model (datamodules.recorded.distortion)",
+    ),
 }
 
 #: data module class name -> keys it provides, filled by :func:`register`.
@@ -54,6 +57,10 @@ def check_keys(needed: Iterable[str], provided: Iterable[str], *, method: str, d
     missing = sorted(set(needed) - set(provided))
     if not missing:
         return
+    import datamodules  # every data module registers itself on import: load them all to name the providers
+
+    for name in datamodules.__all__:
+        getattr(datamodules, name)
     lines = []
     for key in missing:
         shape, meaning = KEYS.get(key, ("?", "not in the batch contract"))

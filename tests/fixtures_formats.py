@@ -22,8 +22,8 @@ import h5py
 import numpy as np
 import scipy.io
 
-from datamodules.motion import ACTIONS as MOTIONS
-from datamodules.motion import generate_clips, subject_bone_lengths
+from datamodules.motion.procedural import ACTIONS as MOTIONS
+from datamodules.motion.procedural import generate_clips, subject_bone_lengths
 from datamodules.poses import split_generator
 from datamodules.skeleton import H36M_JOINTS
 
@@ -105,7 +105,7 @@ def write_h36m(root: Path, subjects: dict[str, list[str]], frames: int = 130, de
     Returns:
         {"world": {subject: {name: (T, 17, 3) mm}}, "pixels_2d": {subject: {name: (4, T, 17, 2)}}}.
     """
-    from datamodules.h36m import CAMERA_IDS, EXTRINSICS, INTRINSICS, KEEP_32
+    from datamodules.recorded.h36m import CAMERA_IDS, EXTRINSICS, INTRINSICS, KEEP_32
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

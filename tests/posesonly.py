@@ -1,6 +1,6 @@
 """A data module for tests that lacks the 2D joints (to check that methods fail early)."""
 
-from datamodules.synthetic import SyntheticPoses
+from datamodules.motion.synthetic import SyntheticPoses
 
 
 class PosesWithout2D(SyntheticPoses):

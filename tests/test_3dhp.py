@@ -11,8 +11,8 @@ from fixtures_formats import write_3dhp_test, write_3dhp_train, write_mpi_calibr
 
 from benchmark.config import load_datamodule
 from datamodules.cameras import project, world_to_camera
-from datamodules.mpi3dhp import ACTION_NAMES, CAMERA_SETS, FROM_17, FROM_28, MPIINF3DHP
-from datamodules.recorded import DataFormatError
+from datamodules.recorded.base import DataFormatError
+from datamodules.recorded.mpi3dhp import ACTION_NAMES, CAMERA_SETS, FROM_17, FROM_28, MPIINF3DHP
 from datamodules.skeleton import H36M_14_SUBSET, H36M_17
 from metrics.mpi3dhp import JOINT_GROUPS, JOINT_SETS, evaluate_3dhp
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from datamodules.bvh import (
+from datamodules.motion.bvh import (
     Bvh,
     BvhError,
     euler_to_matrix,

@@ -12,8 +12,8 @@ import scipy.io
 from fixtures_formats import write_3dhp_test, write_3dhp_train, write_h36m, write_surreal
 
 from benchmark.data_cli import main as data_cli
-from datamodules.check import check_dataset
-from datamodules.h36m import ACTIONS, SUBJECTS
+from datamodules.recorded.check import check_dataset
+from datamodules.recorded.h36m import ACTIONS, SUBJECTS
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import torch
 
 from datamodules.cameras import CameraRig, camera_to_world, intrinsics, look_at, project, world_to_camera
 from datamodules.contract import check_keys
-from datamodules.motion import ACTIONS, DOF_LIMITS, DOFS, forward_kinematics, joint_angles
+from datamodules.motion.procedural import ACTIONS, DOF_LIMITS, DOFS, forward_kinematics, joint_angles
+from datamodules.motion.synthetic import SyntheticPoses
 from datamodules.skeleton import H36M_17, Skeleton
-from datamodules.synthetic import SyntheticPoses
 
 
 def test_h36m_skeleton_structure():

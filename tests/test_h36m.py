@@ -10,9 +10,9 @@ from fixtures_formats import _qrot, write_h36m
 
 from benchmark.config import load_datamodule
 from datamodules.cameras import project, world_to_camera
-from datamodules.distortion import distort, project_distorted, undistort_points
-from datamodules.h36m import ACTIONS, CAMERA_IDS, EXTRINSICS, INTRINSICS, Human36M, camera_parameters
-from datamodules.recorded import DataFormatError, action_wise_mean
+from datamodules.recorded.base import DataFormatError, action_wise_mean
+from datamodules.recorded.distortion import distort, project_distorted, undistort_points
+from datamodules.recorded.h36m import ACTIONS, CAMERA_IDS, EXTRINSICS, INTRINSICS, Human36M, camera_parameters
 
 SEQUENCES = {"S1": ["Directions 1", "TakingPhoto"], "S5": ["Walking 1"], "S9": ["Walking 1"],
              "S11": ["Directions", "Directions 1"]}  # fmt: skip

@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules import bodies as B
 from datamodules.cameras import project, world_to_camera
 from datamodules.contract import PROVIDERS
-from datamodules.humans import SyntheticHumans, render_views
+from datamodules.motion.synthetic import SyntheticPoses
 from datamodules.poses import PoseClips, PoseDataModule, keep_batch
-from datamodules.preview import preview
-from datamodules.render import cast
-from datamodules.synthetic import SyntheticPoses
+from datamodules.render import bodies as B
+from datamodules.render.humans import SyntheticHumans, render_views
+from datamodules.render.preview import preview
+from datamodules.render.raycast import cast
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from datamodules import mocap as mocap_module
-from datamodules.bvh import Bvh, read_bvh, write_bvh
 from datamodules.contract import KEYS
-from datamodules.mocap import MocapPoses, resample_indices
-from datamodules.rigs import CMU_UNIT_MM, detect_rig
+from datamodules.motion import mocap as mocap_module
+from datamodules.motion.bvh import Bvh, read_bvh, write_bvh
+from datamodules.motion.mocap import MocapPoses, resample_indices
+from datamodules.motion.rigs import CMU_UNIT_MM, detect_rig
 from datamodules.skeleton import H36M_17
 
 REPO = Path(__file__).resolve().parents[1]

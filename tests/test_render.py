@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from datamodules import bodies as B
 from datamodules.cameras import intrinsics, look_at
-from datamodules.motion import ACTIONS, generate_clips, subject_bone_lengths
-from datamodules.render import (
+from datamodules.motion.procedural import ACTIONS, generate_clips, subject_bone_lengths
+from datamodules.render import bodies as B
+from datamodules.render.raycast import (
     Ellipsoids,
     cast,
     ellipsoid_bboxes,
@@ -20,7 +20,7 @@ from datamodules.render import (
     pixel_grid,
     scatter_dense,
 )
-from datamodules.scenes import background, contact_shadow, hash_normal, hash_uniform, make_scenes, rig_cameras
+from datamodules.render.scenes import background, contact_shadow, hash_normal, hash_uniform, make_scenes, rig_cameras
 
 
 def _camera(focal: float = 100.0, center: float = 32.0):

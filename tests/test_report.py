@@ -8,8 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from benchmark.leaderboard import group_tables, load_records
-from benchmark.leaderboard import main as leaderboard_main
+from benchmark.leaderboard import group_tables
+from benchmark.records import load_records
+from benchmark.report import main as leaderboard_main
 from benchmark.report import to_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

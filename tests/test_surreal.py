@@ -13,9 +13,9 @@ from fixtures_formats import write_surreal
 
 from benchmark.config import load_datamodule
 from datamodules.cameras import project, world_to_camera
-from datamodules.recorded import DataFormatError
+from datamodules.recorded.base import DataFormatError
+from datamodules.recorded.surreal import R_WORLD_TO_CV, SUITE_FROM_SURREAL, SURREAL, surreal_camera
 from datamodules.skeleton import H36M_17
-from datamodules.surreal import R_WORLD_TO_CV, SUITE_FROM_SURREAL, SURREAL, surreal_camera
 
 HEAD, NECK, HIP = H36M_17.index("Head"), H36M_17.index("Thorax"), H36M_17.index("Hip")
 NOT_HEAD = [j for j in range(17) if j != HEAD]

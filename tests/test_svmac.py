@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from datamodules.synthetic import SyntheticPoses
+from datamodules.motion.synthetic import SyntheticPoses
 from methods.geometry import mean_root_distance, normalise_2d, rotation_y
 from methods.svmac import (
     SVMAC,

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from .cameras import camera_to_world, project
-from .contract import register
-from .recorded import (
+from ..cameras import camera_to_world, project
+from ..contract import register
+from ..skeleton import H36M_17
+from .base import (
     DataFormatError,
     FrameSource,
     ImageFolder,
@@ -46,7 +47,6 @@ from .recorded import (
     open_h5,
     require_file,
 )
-from .skeleton import H36M_17
 
 #: ``mpii_get_joint_set('all')``: the 28 joints of the training annotation.
 JOINTS_28 = ("spine3", "spine4", "spine2", "spine", "pelvis", "neck", "head", "head_top", "left_clavicle",
@@ -218,7 +218,7 @@ class MPIINF3DHP(RecordedDataModule):
         train_annotation / test_annotation: ``annot3`` (camera-frame mm, projects onto ``annot2``) or ``univ_annot3``
             (rescaled to the Human3.6M skeleton; the official evaluation's ground truth) as ``joints_3d``.
         valid_only: keep only test frames with ``valid_frame`` (the official evaluation does).
-        **kwargs: see :class:`datamodules.recorded.RecordedDataModule`.
+        **kwargs: see :class:`datamodules.recorded.base.RecordedDataModule`.
     """
 
     provides = ("joints_3d", "joints_3d_world", "joints_2d", "joints_2d_gt", "visible", "K", "R", "t", "subject",

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .cameras import look_at
-from .poses import split_generator
-from .render import invert_intrinsics, matmul, matvec
+from ..cameras import look_at
+from ..poses import split_generator
+from .raycast import invert_intrinsics, matmul, matvec
 
 _M32 = 0xFFFFFFFF
 #: Nominal full frame (width, height) of the rig cameras, px; crops rescale it.

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cameras import project, world_to_camera
-from .contract import register
-from .recorded import (
+from ..cameras import project, world_to_camera
+from ..contract import register
+from ..skeleton import H36M_17
+from .base import (
     DataFormatError,
     FrameSource,
     MatFrames,
@@ -47,7 +48,6 @@ from .recorded import (
     load_mat,
     mat_key,
 )
-from .skeleton import H36M_17
 
 SMPL_24 = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
            "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
@@ -131,7 +131,7 @@ class SURREAL(RecordedDataModule):
         runs: which of ``run0`` (50% clip overlap), ``run1`` (30%), ``run2`` (70%) to use.
         fix_left_right: undo the swapped left/right joint labels of the released files.
         max_clips: use at most this many clips per split (the first in sorted order), None = all.
-        **kwargs: see :class:`datamodules.recorded.RecordedDataModule`; ``pixels`` from image (the .mp4), mask and
+        **kwargs: see :class:`datamodules.recorded.base.RecordedDataModule`; ``pixels`` from image (the .mp4), mask and
             parts (``_segm.mat``), depth (``_depth.mat``, mm), flow (``_gtflow.mat``).
     """
 

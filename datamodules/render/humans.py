@@ -2,9 +2,9 @@
 
 The embedded default for image-based methods. Motion comes from any :class:`~datamodules.poses.PoseDataModule`
 (``SyntheticPoses`` by default, ``MocapPoses`` for real motion capture); bodies from
-``datamodules.bodies`` (ellipsoids sized from each subject's bone lengths, clothed per subject);
-rooms and camera rigs from ``datamodules.scenes``; pixels from the analytic ray caster of
-``datamodules.render``. Nothing is stored: every sample is rendered on the fly in the DataLoader
+``datamodules.render.bodies`` (ellipsoids sized from each subject's bone lengths, clothed per subject);
+rooms and camera rigs from ``datamodules.render.scenes``; pixels from the analytic ray caster of
+``datamodules.render.raycast``. Nothing is stored: every sample is rendered on the fly in the DataLoader
 workers, as a pure function of ``seed`` and its index (optionally cached on disk).
 
 Videos. Each motion sequence is cut into videos of ``video_frames`` frames (the last one takes the
@@ -26,7 +26,7 @@ Sampling modes (``mode`` for training, ``eval_mode`` for validation/test):
   the second frame is a random other frame at most ``pair_max_gap`` frames away.
 * ``clip``: ``clip_length`` consecutive frames of one video from one camera, ``(B, T, ...)``.
 
-Every image comes with ``mask``, ``parts`` (labels of ``datamodules.bodies.PARTS``), ``depth`` and
+Every image comes with ``mask``, ``parts`` (labels of ``datamodules.render.bodies.PARTS``), ``depth`` and
 ``flow`` to the next frame of its sequence (from the motion of each surface point in its part's
 frame, and of the room for a moving camera; zero at a sequence's last frame), plus the pose keys.
 Identifiers: ``subject``, ``action``, ``sequence``, ``scene`` are ``(B,)``; ``frame`` is ``(B, T)``
@@ -48,10 +48,11 @@ import lightning as L
 import torch
 from torch.utils.data import Dataset
 
+from ..contract import register
+from ..poses import SPLITS, PoseClips, PoseDataModule, SplitLoaders
+from ..skeleton import H36M_17, Skeleton
 from . import bodies as B
-from .contract import register
-from .poses import SPLITS, PoseClips, PoseDataModule, SplitLoaders
-from .render import cast, ellipsoid_bboxes, matvec, pixel_grid, project_points, scatter_dense, surface_normals
+from .raycast import cast, ellipsoid_bboxes, matvec, pixel_grid, project_points, scatter_dense, surface_normals
 from .scenes import (
     FULL_FRAME,
     Scenes,
@@ -62,7 +63,6 @@ from .scenes import (
     make_scenes,
     rig_cameras,
 )
-from .skeleton import H36M_17, Skeleton
 
 MODES = ("single", "multiview", "pair", "clip")
 #: Stages of :func:`render_views` show up under these names in ``torch.profiler`` (see ``benchmark/bench_render.py``).
@@ -519,7 +519,7 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
             raise ValueError("SyntheticHumans options need crop_margin >= 1, crop_jitter >= 0 and noise_2d_px >= 0, "
                              f"got {crop_margin}, {crop_jitter}, {noise_2d_px}")  # fmt: skip
         if motion is None:
-            from .synthetic import SyntheticPoses
+            from ..motion.synthetic import SyntheticPoses
 
             motion = SyntheticPoses(seed=seed)
         self.motion = motion

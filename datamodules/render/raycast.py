@@ -1,7 +1,7 @@
 """Analytic ray casting of ellipsoids in torch: silhouettes, depth, part ids and surface coordinates.
 
 A scene is a batch of ``M`` views, each with ``P`` ellipsoids (the body primitives of
-``datamodules.bodies``) and a pinhole camera ``K, R, t`` (conventions of ``datamodules.cameras``:
+``datamodules.render.bodies``) and a pinhole camera ``K, R, t`` (conventions of ``datamodules.cameras``:
 ``X_cam = R @ X_world + t``, pixel origin at the image's top-left corner, so pixel ``(row i, col j)``
 has its centre at ``(j + 0.5, i + 0.5)``).
 

@@ -19,7 +19,7 @@ Bandai Namco releases:
   ``positions="add"`` for them.
 * ``End Site`` blocks become extra points named ``"<parent>/End Site"``, with no channels.
 
-Lengths stay in the file's units (the reader does not know them); see ``datamodules.rigs``.
+Lengths stay in the file's units (the reader does not know them); see ``datamodules.motion.rigs``.
 """
 
 from __future__ import annotations

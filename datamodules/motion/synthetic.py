@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from .contract import register
-from .motion import ACTIONS, generate_clips, subject_bone_lengths
-from .poses import PoseClips, PoseDataModule, split_generator
+from ..contract import register
+from ..poses import PoseClips, PoseDataModule, split_generator
+from .procedural import ACTIONS, generate_clips, subject_bone_lengths
 
 
 @register
 class SyntheticPoses(PoseDataModule):
-    """Procedural human motion (``datamodules.motion``) seen by random H36M-like cameras.
+    """Procedural human motion (``datamodules.motion.procedural``) seen by random H36M-like cameras.
 
     Subjects differ in bone lengths; actions are named (``walk``, ``run``, ...); clips of every
     (subject, action) are random performances. Train/val/test split by subject, like Human3.6M.
@@ -19,7 +19,7 @@ class SyntheticPoses(PoseDataModule):
 
     Args:
         train_subjects / val_subjects / test_subjects: subject ids (1-based) of each split.
-        actions: action names to generate (default: all of ``datamodules.motion.ACTIONS``).
+        actions: action names to generate (default: all of ``datamodules.motion.procedural.ACTIONS``).
         clips_per_action: performances per (subject, action).
         frames_per_clip: frames per performance.
         fps: frame rate of the clips.

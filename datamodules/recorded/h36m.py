@@ -21,7 +21,7 @@ World frame: Human3.6M's (Z up, mm). The camera intrinsics (focal length, centre
 resolution) and every subject's extrinsics (camera-to-world quaternion and camera position, mm) are the published
 numbers, as embedded in VideoPose3D's ``common/h36m_dataset.py``. ``joints_2d`` keeps the lens distortion unless
 ``undistort_2d``; each batch carries ``distortion`` (B, 5) ``[k1, k2, k3, p1, p2]`` for
-:func:`datamodules.distortion.project_distorted` (outside the batch contract).
+:func:`datamodules.recorded.distortion.project_distorted` (outside the batch contract).
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ import numpy as np
 import torch
 from kornia.geometry.conversions import quaternion_to_rotation_matrix
 
-from .contract import register
-from .distortion import project_distorted, undistort_points
-from .recorded import (
+from ..contract import register
+from .base import (
     DataFormatError,
     FrameSource,
     ImageFolder,
@@ -45,6 +44,7 @@ from .recorded import (
     in_frame,
     require_file,
 )
+from .distortion import project_distorted, undistort_points
 
 CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
 
@@ -176,7 +176,7 @@ def camera_parameters(subject: str) -> dict[str, torch.Tensor]:
 
 # -- reading the archives ----------------------------------------------------------------------------------------------
 def _load_npz_dict(path: Path, key: str, what: str) -> dict:
-    require_file(path, what, "see datamodules/h36m.py for the expected files (VideoPose3D's data/ layout)")
+    require_file(path, what, "see datamodules/recorded/h36m.py for the expected files (VideoPose3D's data/ layout)")
     try:
         with np.load(path, allow_pickle=True) as archive:
             if key not in archive.files:
@@ -274,7 +274,7 @@ class Human36M(RecordedDataModule):
             reproduces them (``distortion`` is then zero).
         image_root: folder of extracted frames (default ``<root>/images``).
         mask_root: folder holding ``<subject>/MySegmentsMat/ground_truth_bs`` (default ``root``).
-        **kwargs: see :class:`datamodules.recorded.RecordedDataModule` (strides, multiview, frame pairs, pixels).
+        **kwargs: see :class:`datamodules.recorded.base.RecordedDataModule` (strides, multiview, frame pairs, pixels).
     """
 
     provides = ("joints_3d", "joints_3d_world", "joints_2d", "joints_2d_gt", "visible", "K", "R", "t", "subject",

@@ -1,6 +1,6 @@
 """A PNG contact sheet of rendered samples: ``python -m benchmark data preview synthetic``.
 
-For :class:`~datamodules.humans.SyntheticHumans` each row is one frame seen by the rig's cameras
+For :class:`~datamodules.render.humans.SyntheticHumans` each row is one frame seen by the rig's cameras
 (image with the 2D skeleton drawn on it, one column per camera), then the first camera's mask,
 part labels, depth and optical flow. Any other image data module gets one row per sample of its
 first validation batch with the keys it has.
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .skeleton import H36M_17, Skeleton
+from ..skeleton import H36M_17, Skeleton
 
 
 def flow_to_rgb(flow: torch.Tensor, max_px: float | None = None) -> np.ndarray:

@@ -36,8 +36,8 @@ from functools import cached_property
 
 import numpy as np
 
+from ..skeleton import H36M_17, Skeleton
 from .bvh import Bvh, forward_kinematics
-from .skeleton import H36M_17, Skeleton
 
 #: BVH (Y up) to world (Z up): x stays, world y = -bvh z, world z = bvh y.
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -64,7 +64,7 @@ class Rig:
         feet: source points whose lowest one is taken as the floor contact (for the floor height).
         approximations: target joint -> how it is approximated, for every joint that is not a marker.
         up_to_world: (3, 3) rotation from file axes to the world frame (Z up).
-        positions: how position channels combine with offsets (see ``datamodules.bvh``).
+        positions: how position channels combine with offsets (see ``datamodules.motion.bvh``).
         target: the skeleton produced.
     """
 
@@ -289,7 +289,7 @@ def detect_rig(names: tuple[str, ...] | list[str], source: str = "<bvh>") -> Rig
     lacks = "\n".join(f"  - {rig.name}: lacks {rig.missing_joints(names)}" for rig in RIGS.values())
     raise RigError(
         f"{source}: unknown skeleton; no known rig matches its joints {list(names)}.\n{lacks}\n"
-        "Add a Rig for it in datamodules/rigs.py (a table onto H36M_17 names) and list it in RIGS."
+        "Add a Rig for it in datamodules/motion/rigs.py (a table onto H36M_17 names) and list it in RIGS."
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 
-from .recorded import DataFormatError
+from .base import DataFormatError
 
 #: Problems printed per check (all are returned).
 MAX_PRINTED = 40
@@ -33,6 +33,7 @@ def _attempt(problems: list[str], fn: Callable, *args):
 # -- Human3.6M ---------------------------------------------------------------------------------------------------------
 def check_h36m(root: Path) -> tuple[list[str], list[str]]:
     """Problems and a summary of what was checked in a VideoPose3D-style Human3.6M folder."""
+    from .base import MatlabCellMasks
     from .h36m import (
         ACTIONS,
         CAMERA_IDS,
@@ -42,7 +43,6 @@ def check_h36m(root: Path) -> tuple[list[str], list[str]]:
         read_positions_3d,
         sequence_folder_names,
     )
-    from .recorded import MatlabCellMasks
 
     problems: list[str] = []
     checked: list[str] = []

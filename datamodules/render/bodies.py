@@ -26,10 +26,10 @@ from functools import cached_property
 
 import torch
 
-from .motion import _REST
-from .poses import split_generator
-from .render import Ellipsoids, matmul, matvec
-from .skeleton import H36M_17
+from ..motion.procedural import _REST
+from ..poses import split_generator
+from ..skeleton import H36M_17
+from .raycast import Ellipsoids, matmul, matvec
 
 #: Part labels of the ``parts`` map (index = label; 0 is the background).
 PARTS = ("background", "head", "torso", "pelvis", "r_upper_arm", "r_forearm", "r_hand", "l_upper_arm", "l_forearm",
@@ -93,7 +93,7 @@ PRIMITIVES: tuple[Primitive, ...] = (
 PRIM_NAMES = tuple(p.name for p in PRIMITIVES)
 SKULL, CHEST = PRIM_NAMES.index("skull"), PRIM_NAMES.index("chest")
 
-#: Bone lengths (17,) mm of the motion template (``datamodules.motion``) that the primitive sizes were made for.
+#: Bone lengths (17,) mm of the motion template (``datamodules.motion.procedural``) that the primitive sizes were made for.
 _TEMPLATE = torch.tensor([0.0] + [_REST[name][1] for name in H36M_17.joints[1:]])
 
 

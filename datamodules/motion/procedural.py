@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .skeleton import H36M_17
+from ..skeleton import H36M_17
 
 # Body frame of the rest pose: x = the person's right, y = forward, z = up (right-handed).
 # Each joint's rest offset from its parent: (direction, template length in mm).

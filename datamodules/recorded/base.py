@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from .poses import SPLITS, SplitLoaders, TensorBatches
-from .skeleton import H36M_17, Skeleton
+from ..poses import SPLITS, SplitLoaders, TensorBatches
+from ..skeleton import H36M_17, Skeleton
 
 #: Batch keys of every recorded data module (poses, cameras, ids).
 POSE_KEYS = ("joints_3d", "joints_3d_world", "joints_2d", "joints_2d_gt", "visible", "K", "R", "t",

@@ -1,8 +1,8 @@
 """``MocapPoses``: real motion capture (BVH folders) seen by random virtual cameras.
 
 Each split is a set of BVH files picked from one or more folders by file lists, name patterns and
-content / style labels. Files are parsed (:mod:`datamodules.bvh`), mapped onto ``H36M_17`` in mm
-with Z up (:mod:`datamodules.rigs`), optionally resampled to a target frame rate, and handed to
+content / style labels. Files are parsed (:mod:`datamodules.motion.bvh`), mapped onto ``H36M_17`` in mm
+with Z up (:mod:`datamodules.motion.rigs`), optionally resampled to a target frame rate, and handed to
 :class:`datamodules.poses.PoseDataModule`, which places the cameras and serves the batches.
 
 Parsed clips are cached per file under ``cache_dir`` (default ``~/.cache/posebench/mocap``), keyed
@@ -39,9 +39,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..contract import register
+from ..poses import PoseClips, PoseDataModule
 from .bvh import parse_bvh
-from .contract import register
-from .poses import PoseClips, PoseDataModule
 from .rigs import RIGS, detect_rig, get_rig
 
 #: Bump when the reader or the cached layout changes (rig changes are caught by their fingerprint).
@@ -345,7 +345,7 @@ class MocapPoses(PoseDataModule):
             fields, e.g. ``{"roots": ["../shared/data/bandai"], "exclude_styles": ["youthful"]}``).
         fps: resample every clip to this frame rate (e.g. 10 from 30 Hz keeps every 3rd frame);
             ``None`` keeps the native rate.
-        rig: ``"auto"`` (detect from joint names) or a name from ``datamodules.rigs.RIGS``.
+        rig: ``"auto"`` (detect from joint names) or a name from ``datamodules.motion.rigs.RIGS``.
         floor: shift every clip vertically so that the 5th percentile of its lowest foot point is at Z = 0
             (CMU floors differ by up to +-11 cm between clips).
         subject_from: ``"style"`` (one subject id per style label; Bandai records no actor identity)
