@@ -2,6 +2,9 @@
 
 * metric throughput: poses/s for P-MPJPE and PSS@50 on 1M random 17-joint poses;
 * SVMAC training throughput: samples/s through the Lightning training loop (CPU-sized model);
+* the supervised image reference at the CPU size of ``configs/cpu_images.yaml`` (ResNet-18, 64 px):
+  images/s of the training loader alone (SyntheticHumans rendering in its worker), of the training
+  step alone (one batch held in memory), and of the whole Lightning loop; the loader must outrun the step;
 * plus the data benchmarks of the other modules when present (BVH parsing, rendering).
 """
 
@@ -56,7 +59,7 @@ class _StepTimer(L.Callback):
         if self.batches == self.warmup:
             self.start = time.perf_counter()
         elif self.start is not None:
-            self.samples += batch["joints_2d"].shape[0]
+            self.samples += batch["joints_3d"].shape[0]
             self.elapsed = time.perf_counter() - self.start
 
 
@@ -77,6 +80,53 @@ def bench_svmac(steps: int = 300, width: int = 256, batch_size: int = 256) -> di
     }
 
 
+def bench_supervised(
+    batches: int = 40, image_size: int = 64, batch_size: int = 32, workers: int = 1
+) -> dict[str, float]:
+    """Images/s of the training loader, of the training step alone and of both in the Lightning loop."""
+    from datamodules import SyntheticHumans
+    from methods.supervised import Supervised
+
+    def data():
+        return SyntheticHumans(image_size=image_size, batch_size=batch_size, num_workers=workers)
+
+    dm = data()
+    dm.setup("fit")
+    loader = iter(dm.train_dataloader())
+    batch = next(loader)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    loader_rate = batches * batch_size / (time.perf_counter() - start)
+    del loader
+
+    model = Supervised(backbone="resnet18", image_size=image_size, eval_baselines=False, pss_k=())
+    opt = model.configure_optimizers()
+    model.train()
+
+    def step():
+        loss = torch.nn.functional.l1_loss(model(batch["image"]), batch["joints_3d"][..., :3] / 1000)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step_time = _time(lambda: [step() for _ in range(10)], repeats=2) / 10
+
+    timer = _StepTimer(warmup=5)
+    trainer = L.Trainer(max_steps=batches + 5, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+                        num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(
+        Supervised(backbone="resnet18", image_size=image_size, eval_baselines=False, pss_k=()), datamodule=data()
+    )
+    what = f"supervised ResNet-18 {image_size}px batch {batch_size}"
+    return {
+        f"{what}: training loader images/s ({workers} worker)": loader_rate,
+        f"{what}: training step images/s (batch in memory)": batch_size / step_time,
+        f"{what}: Lightning loop images/s (loader + step)": timer.samples / timer.elapsed,
+    }
+
+
 OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render")
 
 
@@ -91,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
         figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_metrics().items()})
         figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_svmac().items()})
+        figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_supervised().items()})
     table = Table(title=f"posebench throughput (torch {torch.__version__}, {os.cpu_count()} CPUs)")
     table.add_column("what")
     table.add_column("figure", justify="right")
     for key, value in figures.items():
-        table.add_row(key, f"{value:,.0f}")
+        table.add_row(key, f"{value:,.1f}" if value < 100 else f"{value:,.0f}")
     console.print(table)
     if not args.quick:
         for name in OPTIONAL:

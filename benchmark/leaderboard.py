@@ -53,7 +53,13 @@ def column_name(metric: str, protocol: dict) -> str:
 
 
 def group_tables(records: list[dict]) -> list[dict]:
-    """One table per (dataset, protocol): {title, protocol, columns, rows}."""
+    """One table per (dataset, protocol): {title, protocol, metrics, columns, rows}.
+
+    Rows are (method, input) pairs, so SVMAC on ground-truth 2D and the image methods share the table
+    of their test frames; each row carries its ``input``, ``role`` (method, ceiling, floor, baseline),
+    training ``budget`` and ``closed``: the share of the P-MPJPE gap between the floor (the mean
+    training pose) and the best ceiling (the supervised reference) that the row closes.
+    """
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for rec in records:
         groups[(rec["dataset"], rec["protocol_id"])].append(rec)
@@ -65,16 +71,49 @@ def group_tables(records: list[dict]) -> list[dict]:
         protocol_of = {
             m: next((r.get("metric_protocol", {}).get(m, {}) for r in recs if m in r["metrics"]), {}) for m in metrics
         }
-        rows = sorted(recs, key=lambda r: (r["metrics"].get("p_mpjpe", float("inf")), r["method"]))
+        rows = sorted(recs, key=lambda r: (r["metrics"].get("p_mpjpe", float("inf")), r["method"], r.get("input", "")))
+        closed = gap_closed(rows)
         tables.append({
             "title": f"{dataset} — protocol {pid}", "dataset": dataset, "protocol_id": pid,
             "protocol": recs[0]["protocol"], "metrics": metrics, "metric_protocols": protocol_of,
             "columns": [column_name(m, protocol_of[m]) for m in metrics],
-            "rows": [{"method": r["method"], "baseline": r.get("baseline", False),
+            "rows": [{"method": r["method"], "baseline": r.get("baseline", False), "input": r.get("input", "?"),
+                      "role": r.get("role", "baseline" if r.get("baseline") else "method"),
+                      "budget": r.get("budget"), "closed": c,
                       "values": [r["metrics"].get(m) for m in metrics], "run": r.get("run", {}),
-                      "per_action": r.get("per_action", {})} for r in rows],
+                      "per_action": r.get("per_action", {})} for r, c in zip(rows, closed)],
         })  # fmt: skip
     return tables
+
+
+def gap_closed(records: list[dict], metric: str = "p_mpjpe") -> list[float | None]:
+    """Per record, (floor - value) / (floor - ceiling) of ``metric``: 0 at the mean pose, 1 at the supervised
+    reference (the best ceiling row); None when the table lacks either."""
+    floors = [r["metrics"].get(metric) for r in records if r.get("role") == "floor"]
+    ceilings = [r["metrics"].get(metric) for r in records if r.get("role") == "ceiling"]
+    floors, ceilings = [v for v in floors if v is not None], [v for v in ceilings if v is not None]
+    if not floors or not ceilings or min(floors) <= min(ceilings):
+        return [None] * len(records)
+    floor, ceiling = min(floors), min(ceilings)
+    values = [r["metrics"].get(metric) for r in records]
+    return [None if v is None else (floor - v) / (floor - ceiling) for v in values]
+
+
+def fmt_budget(budget: dict | None) -> str:
+    """'7.0 min, 2.9k steps, cpu' — the training a row got; '—' for baselines."""
+    if not budget:
+        return "—"
+    t = budget.get("train_time_s")
+    when = "? min" if t is None else f"{t / 60:.1f} min" if t < 5400 else f"{t / 3600:.1f} h"
+    steps = budget.get("steps", 0)
+    count = f"{steps / 1000:.1f}k" if steps >= 1000 else str(steps)
+    n = budget.get("devices", 1)
+    device = f"{n}x {budget.get('device', '?')}" if n > 1 else str(budget.get("device", "?"))
+    return f"{when}, {count} steps, {device}"
+
+
+def fmt_closed(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
 
 
 def _fmt(metric: str, value) -> str:
@@ -86,18 +125,22 @@ def _fmt(metric: str, value) -> str:
 def to_markdown(tables: list[dict]) -> str:
     out = io.StringIO()
     out.write("# Leaderboard\n\nErrors in mm (lower is better); PCK, AUC and PSS in % (higher is better).\n"
-              "Each table is one dataset and protocol; numbers from different protocols are never mixed.\n")  # fmt: skip
+              "Each table is one dataset and protocol; numbers from different protocols are never mixed.\n"
+              "'input' is what a row's estimator read at test time, 'training' its budget; 'floor→ceiling' is the share "
+              "of the P-MPJPE gap between the mean training pose (0%) and the supervised reference (100%) a row closes.\n")  # fmt: skip
     for t in tables:
         out.write(
             f"\n## {t['title']}\n\nProtocol: "
             + ", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items()))
             + "\n\n"
         )
-        out.write("| method | " + " | ".join(t["columns"]) + " |\n")
-        out.write("| --- | " + " | ".join("---:" for _ in t["columns"]) + " |\n")
+        out.write("| method | input | training | " + " | ".join(t["columns"]) + " | floor→ceiling |\n")
+        out.write("| --- | --- | --- | " + " | ".join("---:" for _ in t["columns"]) + " | ---: |\n")
         for row in t["rows"]:
             name = f"*{row['method']}*" if row["baseline"] else f"**{row['method']}**"
-            out.write(f"| {name} | " + " | ".join(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])) + " |\n")
+            cells = [name, row["input"], fmt_budget(row["budget"]),
+                     *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])), fmt_closed(row["closed"])]  # fmt: skip
+            out.write("| " + " | ".join(cells) + " |\n")
         out.write(per_action_markdown(t))
     return out.getvalue()
 
@@ -125,12 +168,16 @@ def write_csv(tables: list[dict], path: Path) -> None:
     metrics = list(dict.fromkeys(m for t in tables for m in t["metrics"]))
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["dataset", "protocol_id", "method", "baseline", *metrics, "protocol"])
+    writer.writerow(["dataset", "protocol_id", "method", "input", "role", "baseline", *metrics, "floor_to_ceiling",
+                     "train_time_s", "steps", "device", "protocol"])  # fmt: skip
     for t in tables:
         for row in t["rows"]:
             values = dict(zip(t["metrics"], row["values"]))
-            writer.writerow([t["dataset"], t["protocol_id"], row["method"], row["baseline"],
-                             *(values.get(m, "") for m in metrics), json.dumps(t["protocol"], sort_keys=True)])  # fmt: skip
+            b = row["budget"] or {}
+            writer.writerow([t["dataset"], t["protocol_id"], row["method"], row["input"], row["role"], row["baseline"],
+                             *(values.get(m, "") for m in metrics), "" if row["closed"] is None else row["closed"],
+                             b.get("train_time_s", ""), b.get("steps", ""), b.get("device", ""),
+                             json.dumps(t["protocol"], sort_keys=True)])  # fmt: skip
     write_text_atomic(path, out.getvalue())
 
 
@@ -142,9 +189,12 @@ def print_tables(tables: list[dict], console: Console | None = None) -> None:
         caption = escape(f"{protocol}\ncolumns: " + "; ".join(t["columns"]))  # "[...]" is not rich markup here
         table = Table(title=t["title"], caption=caption)
         table.add_column("method", no_wrap=True)
+        table.add_column("input")
         for metric in t["metrics"]:
             table.add_column(display_name(metric), justify="right", no_wrap=True)
+        table.add_column("f→c", justify="right", no_wrap=True)
         for row in t["rows"]:
             style = "dim" if row["baseline"] else "bold"
-            table.add_row(row["method"], *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])), style=style)
+            table.add_row(row["method"], row["input"], *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])),
+                          fmt_closed(row["closed"]), style=style)  # fmt: skip
         console.print(table)

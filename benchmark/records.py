@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-SCHEMA = 1
+SCHEMA = 2  # 2: protocol without the inputs; input, role and budget per record
 
 
 def _umask() -> int:
@@ -93,13 +94,41 @@ def config_hash(log_dir: str | Path | None) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()[:10] if path.is_file() else "none"
 
 
+#: data-protocol keys that describe what a method was given, not how it was scored: they go into a
+#: record's ``input`` (a column of the row), so methods on images, ground-truth 2D and noisy 2D share a table
+INPUT_KEYS = ("input", "input_2d")
+
+
 def record_protocol(dataset: str, num_joints: int, data_protocol: dict) -> dict:
-    """The protocol every record of a (dataset, data protocol) carries; its hash names the record file."""
-    return {"dataset": dataset, "joints": str(num_joints), **data_protocol}
+    """The evaluation protocol (frames, joints, annotation, ...) of a (dataset, data protocol); its hash
+    names the record file and decides the leaderboard table. The inputs (``INPUT_KEYS``) are left out."""
+    return {"dataset": dataset, "joints": str(num_joints),
+            **{k: v for k, v in data_protocol.items() if k not in INPUT_KEYS}}  # fmt: skip
+
+
+def record_path(results_dir: str | Path, dataset: str, method: str, input_desc: str, pid: str) -> Path:
+    """``<results_dir>/<dataset>/<method>__<input>__<protocol id>.json``: one record per (method, input, protocol)."""
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", input_desc).strip("-") or "none"
+    return Path(results_dir) / dataset / f"{method}__{slug}__{pid}.json"
+
+
+def budget(trainer: L.Trainer, train_time_s: float | None) -> dict:
+    """The training budget of a run: time, optimiser steps, epochs, and what it ran on."""
+    accel = type(trainer.accelerator).__name__.replace("Accelerator", "").lower()
+    device = torch.cuda.get_device_name(0) if accel == "cuda" and torch.cuda.is_available() else accel
+    return {"train_time_s": None if train_time_s is None else round(train_time_s, 1),
+            "steps": trainer.global_step, "epochs": trainer.current_epoch, "device": device,
+            "devices": trainer.world_size, "threads": torch.get_num_threads(),
+            "precision": str(trainer.precision)}  # fmt: skip
 
 
 def make_records(
-    module, trainer: L.Trainer, wall_time_s: float, method_name: str | None = None, log_dir: str | None = None
+    module,
+    trainer: L.Trainer,
+    wall_time_s: float,
+    method_name: str | None = None,
+    log_dir: str | None = None,
+    train_time_s: float | None = None,
 ) -> list[dict]:
     """One record per evaluated estimator (the method and its baselines) from ``module.test_results``.
 
@@ -129,15 +158,18 @@ def make_records(
             k: v for k, v in dict(module.hparams).items() if isinstance(v, (int, float, str, bool, list, tuple))
         },
     }
+    spent = budget(trainer, train_time_s)
     records = []
     for name, result in module.test_results.items():
+        baseline = name.startswith("baseline-")
         if method_name and name == module.method_name:
             name = method_name
         records.append({
             "schema": SCHEMA, "method": name, "dataset": module.data_name, "protocol": protocol,
-            "protocol_id": protocol_id(protocol), "metrics": result["metrics"],
+            "protocol_id": protocol_id(protocol), "input": result.get("input", "unknown"),
+            "role": result.get("role", "baseline" if baseline else "method"), "metrics": result["metrics"],
             "metric_protocol": result["metric_protocol"], "per_action": result["per_action"],
-            "baseline": name.startswith("baseline-"), "run": run,
+            "baseline": baseline, "budget": None if baseline else spent, "run": run,
         })  # fmt: skip
     return records
 
@@ -145,7 +177,7 @@ def make_records(
 def write_records(records: list[dict], results_dir: str | Path) -> list[Path]:
     paths = []
     for rec in records:
-        path = Path(results_dir) / rec["dataset"] / f"{rec['method']}__{rec['protocol_id']}.json"
+        path = record_path(results_dir, rec["dataset"], rec["method"], rec["input"], rec["protocol_id"])
         paths.append(write_json_atomic(path, rec))
     return paths
 

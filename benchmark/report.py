@@ -24,6 +24,8 @@ from pathlib import Path
 from .leaderboard import (
     _fmt,
     display_name,
+    fmt_budget,
+    fmt_closed,
     group_tables,
     higher_is_better,
     per_action_rows,
@@ -42,7 +44,11 @@ h1{margin-bottom:.2rem}h2{margin-top:2.5rem;border-bottom:2px solid #ddd;padding
 table{border-collapse:collapse;margin:.8rem 0;font-size:.9rem}
 th,td{border:1px solid #ddd;padding:.3rem .6rem}th{background:#f4f4f4;text-align:center}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.baseline td{color:#777;font-style:italic}
+tr.baseline td,tr.floor td{color:#777;font-style:italic}
+tr.ceiling td{background:#f3f6fc}
+td.closed{white-space:nowrap}
+.gap{display:inline-block;width:5rem;height:.6rem;background:#eee;margin-right:.4rem;vertical-align:middle}
+.gap span{display:block;height:100%;background:#4a7bd0}
 td.best{font-weight:bold;background:#e6f4ea}
 .protocol{background:#f8f8f8;border-left:4px solid #4a7bd0;padding:.4rem .8rem;font-size:.9rem}
 .protocol code{margin-right:.8rem}
@@ -126,21 +132,32 @@ def _metric_table(table: dict) -> str:
         values = [row["values"][k] for row in table["rows"] if _finite(row["values"][k])]
         if values:
             best[k] = max(values) if higher_is_better(metric) else min(values)
-    out = ['<table class="leaderboard"><thead><tr><th>method</th>']
+    out = ['<table class="leaderboard"><thead><tr><th>method</th><th>input</th><th>training</th>']
     out += [
         f"<th>{_e(col)}<br><span class='small'>{_unit(m)}</span></th>"
         for m, col in zip(table["metrics"], table["columns"])
     ]
-    out.append("</tr></thead><tbody>")
+    out.append("<th>floor → ceiling<br><span class='small'>P-MPJPE gap closed</span></th></tr></thead><tbody>")
     for row in table["rows"]:
-        out.append(f'<tr class="{"baseline" if row["baseline"] else "method"}"><td>{_e(row["method"])}</td>')
+        out.append(f'<tr class="{"baseline" if row["baseline"] else row["role"]}"><td>{_e(row["method"])}</td>'
+                   f'<td>{_e(row["input"])}</td><td class="small">{_e(fmt_budget(row["budget"]))}</td>')  # fmt: skip
         for k, (metric, value) in enumerate(zip(table["metrics"], row["values"])):
             cls = "num best" if k in best and value == best[k] else "num"
             tip = json.dumps(table["metric_protocols"].get(metric, {}), sort_keys=True)
             out.append(f'<td class="{cls}" title="{_e(tip)}">{_e(_fmt(metric, value))}</td>')
+        out.append(_closed_cell(row["closed"]))
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _closed_cell(value: float | None) -> str:
+    """The share of the floor-to-ceiling gap as a number and a bar (0% = mean pose, 100% = supervised)."""
+    if value is None:
+        return '<td class="num">—</td>'
+    width = max(0.0, min(value, 1.2)) / 1.2 * 100
+    return (f'<td class="num closed"><span class="gap"><span style="width:{width:.0f}%"></span></span>'
+            f"{_e(fmt_closed(value))}</td>")  # fmt: skip
 
 
 def _per_action_table(table: dict, metric: str = "p_mpjpe") -> str:

@@ -20,24 +20,51 @@ class ResultsWriter(L.Callback):
     compare methods) and uploads the leaderboard of the run's (dataset, protocol) as a ``wandb.Table``.
 
     Args:
-        results_dir: where records go (``<results_dir>/<dataset>/<method>__<protocol id>.json``).
+        results_dir: where records go (``<results_dir>/<dataset>/<method>__<input>__<protocol id>.json``).
         method_name: name of the method's record (default: the module's ``method_name``).
+
+    The training time of the record's budget is the time spent in training epochs (validation
+    included), summed over resumed fits: it is kept in every checkpoint.
     """
 
     def __init__(self, results_dir: str = "results", method_name: str | None = None):
         self.results_dir = results_dir
         self.method_name = method_name
         self.started = time.time()
+        self.train_time_s: float | None = None
+        self._train_start: float | None = None
         self.written: list[Path] = []
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.started = time.time()
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._train_start = time.time()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.train_time_s = self._elapsed_training()
+        self._train_start = None
+
+    def _elapsed_training(self) -> float | None:
+        if self._train_start is None:
+            return self.train_time_s
+        return (self.train_time_s or 0.0) + time.time() - self._train_start
+
+    def state_dict(self) -> dict:
+        return {"train_time_s": self._elapsed_training()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.train_time_s = state_dict.get("train_time_s")
+        if self._train_start is not None:  # restored after training started: count from now on
+            self._train_start = time.time()
+
     def on_test_end(self, trainer, pl_module) -> None:
         log_dir = trainer.log_dir  # on every process: a collective call under DDP
         if not trainer.is_global_zero or not getattr(pl_module, "test_results", None):
             return
-        records = make_records(pl_module, trainer, time.time() - self.started, self.method_name, log_dir)
+        records = make_records(
+            pl_module, trainer, time.time() - self.started, self.method_name, log_dir, train_time_s=self.train_time_s
+        )
         self.written = write_records(records, self.results_dir)
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":

@@ -175,7 +175,7 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
 def resolve_record(run: Run) -> Path:
     """Where ``run`` will write its method record: parses the run's config with the benchmark CLI itself."""
     from .cli import BenchmarkCLI, default_run_name
-    from .records import protocol_id, record_protocol
+    from .records import protocol_id, record_path, record_protocol
 
     class Resolver(BenchmarkCLI):
         def before_instantiate_classes(self) -> None:  # no thread settings in this process
@@ -200,8 +200,12 @@ def resolve_record(run: Run) -> Path:
             lg.setLevel(level)
     dm, cfg = cli.datamodule, cli.config
     name = cfg.run.name or default_run_name(cfg.model)
-    pid = protocol_id(record_protocol(dm.name, dm.skeleton.num_joints, dict(getattr(dm, "protocol", {}))))
-    return Path(cfg.run.results_dir) / dm.name / f"{name}__{pid}.json"
+    data_protocol = dict(getattr(dm, "protocol", {}))
+    pid = protocol_id(record_protocol(dm.name, dm.skeleton.num_joints, data_protocol))
+    model = cli.model
+    return record_path(
+        cfg.run.results_dir, dm.name, name, model.input_description(model.method_name, data_protocol), pid
+    )
 
 
 def attempt_file(run: Run) -> Path:

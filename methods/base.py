@@ -25,6 +25,12 @@ from .geometry import mean_root_distance, normalise_2d, root_centre
 #: Keys every evaluation needs besides what a method needs for prediction.
 EVAL_KEYS = ("joints_3d", "action")
 BASELINES = ("baseline-mean-pose", "baseline-zero-depth")
+#: the mean training pose is the floor of every table
+BASELINE_ROLES = {"baseline-mean-pose": "floor", "baseline-zero-depth": "baseline"}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite; the message names the loss and the step."""
 
 
 def unpadded_share(loader) -> int | None:
@@ -62,14 +68,25 @@ class PoseEstimator(L.LightningModule):
         pss_k: cluster counts of the Pose Structure Score.
         eval_baselines: also evaluate the trivial baselines (mean training pose, zero-depth 2D).
         artifacts_dir: where PSS centroids are cached (named after the data they came from).
+        finite_check_every: check the training losses for NaN/inf every this many steps (0: never); a
+            non-finite loss stops the fit before its backward pass, naming the loss and the step (the
+            exception makes the checkpoint callback write ``last.ckpt``). Each check waits for the
+            device, so on GPUs a larger value (e.g. 50) keeps the step free of host syncs.
     """
 
     requires: tuple[str, ...] = ("joints_2d",)
+    #: the batch keys the method reads at inference: they decide the "input" column of its leaderboard row
+    input_keys: tuple[str, ...] = ("joints_2d",)
+    #: "method", or "ceiling" for the supervised reference the self-supervised rows are read against
+    role = "method"
     scale_source = "train-mean"
 
     def __init__(self, pss_k: tuple[int, ...] = (50, 100), eval_baselines: bool = True,
-                 artifacts_dir: str = "artifacts"):  # fmt: skip
+                 artifacts_dir: str = "artifacts", finite_check_every: int = 1):  # fmt: skip
         super().__init__()
+        if finite_check_every < 0:
+            raise ValueError(f"finite_check_every must be >= 0 (0: never), got {finite_check_every}")
+        self.finite_check_every = finite_check_every
         self.pss_k = tuple(pss_k)
         self.eval_baselines = eval_baselines
         self.artifacts_dir = artifacts_dir
@@ -88,6 +105,32 @@ class PoseEstimator(L.LightningModule):
     def predict_pose(self, batch: dict) -> torch.Tensor:
         """(B, J, 3) camera-frame pose in mm (root-relative is fine) for every sample of ``batch``."""
         raise NotImplementedError
+
+    def stop_if_not_finite(self, losses: dict[str, torch.Tensor]) -> None:
+        """Raise :class:`NonFiniteLossError` naming the first NaN/inf loss of this step (see ``finite_check_every``)."""
+        every = self.finite_check_every
+        if not every or self.global_step % every:
+            return
+        values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            name = list(losses)[int((~finite).nonzero()[0, 0])]
+            raise NonFiniteLossError(
+                f"{type(self).__name__}: loss {name!r} is {float(values[list(losses).index(name)])} at step "
+                f"{self.global_step} (epoch {self.current_epoch}); the fit stopped before its backward pass and "
+                "last.ckpt holds the weights before it. Lower the learning rate or check the data of this step."
+            )
+
+    # -- inputs of each estimator (the leaderboard's "input" column) ------------------------------------
+    def input_description(self, name: str, data_protocol: dict | None = None) -> str:
+        """What estimator ``name`` (the method or a baseline) reads at test time, e.g. ``image rgb64x64`` or
+        ``2D gt+noise5px``, from the data module's protocol (default: the one of the last setup)."""
+        keys = {"baseline-mean-pose": (), "baseline-zero-depth": ("joints_2d",)}.get(name, self.input_keys)
+        if not keys:
+            return "none"
+        proto = getattr(self, "data_protocol", {}) if data_protocol is None else data_protocol
+        words = {"image": f"image {proto.get('input', '')}".strip(), "joints_2d": f"2D {proto.get('input_2d', 'gt')}"}
+        return " + ".join(words.get(k, k) for k in keys)
 
     # -- setup --------------------------------------------------------------------------------------
     @property
@@ -236,7 +279,9 @@ class PoseEstimator(L.LightningModule):
                     for action, v in zip(self.action_names, metric.compute_groups().tolist()):
                         per_action.setdefault(action, {})[key] = v
                 metric.reset()
-            self.test_results[name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol}
+            self.test_results[name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol,
+                                       "input": self.input_description(name),
+                                       "role": self.role if name == self.method_name else BASELINE_ROLES[name]}  # fmt: skip
         self.plot_predictions("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -65,6 +65,8 @@ from .scenes import (
 )
 
 MODES = ("single", "multiview", "pair", "clip")
+#: keys only rendered pixels give (absent with ``pixels=False``)
+PIXEL_KEYS = ("image", "mask", "parts", "depth", "flow")
 #: Stages of :func:`render_views` show up under these names in ``torch.profiler`` (see ``benchmark/bench_render.py``).
 STAGES = ("bodies", "crop", "cast", "shade", "background", "composite", "flow", "pose")
 _stage = lambda name: torch.profiler.record_function(f"render/{name}")  # noqa: E731
@@ -172,6 +174,7 @@ class RenderConfig:
     noise_2d_px: float = 0.0
     tile: int = 4
     seed: int = 0
+    pixels: bool = True
 
 
 def _union(boxes: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
@@ -246,6 +249,7 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
     seed the random crop jitter (same for a group) and 2D noise. Returns flat ``(M, ...)`` tensors of
     the batch contract: image (M, 3, H, W) in [0, 1], mask (M, 1, H, W), parts (M, H, W), depth
     (M, 1, H, W) mm, flow (M, 2, H, W) px, joints (M, 17, 3|2), visible (M, 17), K, R (M, 3, 3), t (M, 3).
+    With ``cfg.pixels`` False only the pose keys and cameras (the same values as with pixels).
     """
     M, W, H = len(rows), cfg.width, cfg.height
     vid = table.video[rows]
@@ -267,6 +271,8 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
         K = _crop_intrinsics(cams["K"], _union(person, group), cfg, keys)
         s = (K[:, 0, 0] / cams["K"][:, 0, 0]).view(M, 1, 1)
         shift = (K[:, :2, 2] - cams["K"][:, :2, 2] * s.view(M, 1)).unsqueeze(1).repeat(1, 1, 2)
+    if not cfg.pixels:  # poses only: the same crops, cameras and 2D joints without casting a ray
+        return pose_keys(joints, K, R, t, keys, cfg)
 
     with _stage("cast"):
         hits = cast(ell, K, R, t, W, H, tile=cfg.tile, boxes=boxes * s + shift)
@@ -313,6 +319,20 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
         uv_next, _ = project_points(p_next, K[hv], cams_next["R"][hv], cams_next["t"][hv])
         flow[view_of, :, pix_of] = uv_next - hits.xy
 
+    return {
+        "image": image.view(M, 3, H, W),
+        "mask": (parts > 0).unsqueeze(1),
+        "parts": parts,
+        "depth": depth,
+        "flow": flow.view(M, 2, H, W),
+        **pose_keys(joints, K, R, t, keys, cfg),
+    }
+
+
+def pose_keys(joints: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, keys: torch.Tensor,
+              cfg: RenderConfig) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The pose keys of M views: world joints (M, 17, 3) mm seen by crop cameras K, R, t; 2D noise seeded by ``keys``."""
+    W, H = cfg.width, cfg.height
     with _stage("pose"):
         cam_joints = matvec(R.unsqueeze(1), joints) + t.unsqueeze(1)
         joints_2d, _ = project_points(joints, K.unsqueeze(1), R.unsqueeze(1), t.unsqueeze(1))
@@ -322,11 +342,6 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
             joint = torch.arange(H36M_17.num_joints)
             noisy = joints_2d + cfg.noise_2d_px * hash_normal(keys[:, :1], keys[:, 1:], joint, 7, n=2)
     return {
-        "image": image.view(M, 3, H, W),
-        "mask": (parts > 0).unsqueeze(1),
-        "parts": parts,
-        "depth": depth,
-        "flow": flow.view(M, 2, H, W),
         "joints_3d": cam_joints,
         "joints_3d_world": joints,
         "joints_2d": noisy,
@@ -436,16 +451,18 @@ class HumanRenders(Dataset):
 def _to_storage(item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Compact cache form: 8-bit image and parts, no mask (it is ``parts > 0``)."""
     out = {k: v for k, v in item.items() if k != "mask"}
-    out["image"] = torch.round(item["image"] * 255).to(torch.uint8)
-    out["parts"] = item["parts"].to(torch.uint8)
+    if "image" in item:
+        out["image"] = torch.round(item["image"] * 255).to(torch.uint8)
+        out["parts"] = item["parts"].to(torch.uint8)
     return out
 
 
 def _from_storage(item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = dict(item)
-    out["image"] = item["image"].to(torch.float32) / 255
-    out["parts"] = item["parts"].to(torch.int64)
-    out["mask"] = (out["parts"] > 0).unsqueeze(-3)
+    if "image" in item:
+        out["image"] = item["image"].to(torch.float32) / 255
+        out["parts"] = item["parts"].to(torch.int64)
+        out["mask"] = (out["parts"] > 0).unsqueeze(-3)
     return out
 
 
@@ -481,6 +498,8 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
         noise_2d_px: std of Gaussian noise on ``joints_2d`` (mimics detections); ``joints_2d_gt`` stays clean.
         tile: tile size (px) of the ray caster's culling; a speed knob only.
         cache_dir: if set, rendered samples are stored there (~270 KB per 128 x 128 view) and reused.
+        pixels: render images (and mask, parts, depth, flow). False gives the same samples' poses,
+            cameras and 2D joints without ray casting, for 2D-to-3D methods on the same frames.
         batch_size / eval_batch_size / num_workers: DataLoader settings (rendering runs in the workers).
         seed: every pixel is a function of this seed (and the motion's own seed).
     """
@@ -495,7 +514,7 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
                  camera_motion: str = "static", orbit_deg_per_frame: float = 0.5, crop: bool = True,
                  crop_margin: float = 1.2, crop_jitter: float = 0.1, noise_2d_px: float = 0.0, tile: int = 4,
                  cache_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 64, num_workers: int = 2,
-                 seed: int = 0):  # fmt: skip
+                 seed: int = 0, pixels: bool = True):  # fmt: skip
         super().__init__()
         for name, value in (("mode", mode), ("eval_mode", eval_mode)):
             if value not in MODES:
@@ -535,6 +554,9 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
         self.cache_dir = cache_dir
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed = seed
+        self.pixels = pixels
+        if not pixels:
+            self.provides = tuple(k for k in type(self).provides if k not in PIXEL_KEYS)
         self.tables: dict[str, MotionTable] = {}
         self.datasets: dict[tuple[str, str], HumanRenders] = {}
 
@@ -562,7 +584,7 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
         return RenderConfig(width=self.width, height=self.height, crop=self.crop, crop_margin=self.crop_margin,
                             crop_jitter=self.crop_jitter if split == "train" else 0.0, camera_motion=self.camera_motion,
                             orbit_deg_per_frame=self.orbit_deg_per_frame, noise_2d_px=self.noise_2d_px,
-                            tile=self.tile, seed=self.seed)  # fmt: skip
+                            tile=self.tile, seed=self.seed, pixels=self.pixels)  # fmt: skip
 
     def table(self, split: str) -> MotionTable:
         if split not in SPLITS:

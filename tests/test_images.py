@@ -1,0 +1,170 @@
+"""Images in, 3D out: the backbone factory, the supervised reference through the CLI (bf16 on CPU too),
+the non-finite-loss stop, SyntheticHumans' poses-only mode, and the common table's floor-to-ceiling column."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from benchmark.__main__ import main
+from benchmark.leaderboard import fmt_budget, gap_closed, group_tables, to_markdown
+from datamodules.motion.synthetic import SyntheticPoses
+from datamodules.render.humans import SyntheticHumans
+from methods.nn.backbones import BackboneError, check_image, make_backbone
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- backbones ------------------------------------------------------------------------------------------
+def test_backbone_gives_features_at_every_stride():
+    net = make_backbone("resnet18").eval()
+    feats = net(torch.rand(2, 3, 64, 96))
+    assert {s: tuple(f.shape) for s, f in feats.items()} == {
+        4: (2, 64, 16, 24), 8: (2, 128, 8, 12), 16: (2, 256, 4, 6), 32: (2, 512, 2, 3)
+    }  # fmt: skip
+    assert make_backbone("resnet50", return_strides=(16,)).out_channels == 1024
+
+
+def test_backbone_loads_torchvision_weights_and_freezes_batchnorm(tmp_path):
+    reference = torchvision.models.resnet18(weights=None)
+    torch.nn.init.normal_(reference.layer3[0].conv1.weight)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)  # torchvision's format, classifier included
+    net = make_backbone("resnet18", pretrained=str(path), frozen_bn=True)
+    assert torch.equal(net.stages[2][0].conv1.weight, reference.layer3[0].conv1.weight)
+    assert isinstance(net.stem[1], FrozenBatchNorm2d)
+    assert torch.equal(net.stem[1].running_var, reference.bn1.running_var)
+
+
+def test_backbone_channels_last():
+    net = make_backbone("resnet18", channels_last=True).eval()
+    out = net(torch.rand(1, 3, 64, 64))[32]
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_backbone_errors_name_the_option(tmp_path):
+    with pytest.raises(BackboneError, match=r"'resnet19' does not exist.*resnet18.*model.init_args.backbone"):
+        make_backbone("resnet19")
+    with pytest.raises(BackboneError, match=r"nope.pth do not exist.*model.init_args.pretrained"):
+        make_backbone("resnet18", pretrained=str(tmp_path / "nope.pth"))
+    wrong = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), wrong)
+    with pytest.raises(BackboneError, match=r"do not fit backbone resnet18 .*(unexpected|shape differs)"):
+        make_backbone("resnet18", pretrained=str(wrong))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_text("not a checkpoint")
+    with pytest.raises(BackboneError, match="could not be read"):
+        make_backbone("resnet18", pretrained=str(garbage))
+
+
+def test_image_checks_name_the_options():
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\).*\(2, 1, 64, 64\)"):
+        check_image(torch.zeros(2, 1, 64, 64), (64, 64), "Supervised")
+    with pytest.raises(ValueError, match=r"64x64 px.*48x48.*data.init_args.image_size.*model.init_args.image_size"):
+        check_image(torch.zeros(2, 3, 48, 48), (64, 64), "Supervised")
+
+
+# -- SyntheticHumans without pixels -------------------------------------------------------------------
+def _motion() -> SyntheticPoses:
+    return SyntheticPoses(train_subjects=[1], val_subjects=[2], test_subjects=[3], actions=["walk"],
+                          clips_per_action=1, frames_per_clip=20)  # fmt: skip
+
+
+def test_poses_only_mode_gives_the_same_frames_and_poses():
+    opts = dict(image_size=32, num_workers=0, video_frames=10, num_scenes=1, eval_stride=5, noise_2d_px=3.0)
+    with_pixels, poses_only = (
+        SyntheticHumans(motion=_motion(), **opts),
+        SyntheticHumans(motion=_motion(), pixels=False, **opts),
+    )
+    a = with_pixels.dataset("test").__getitems__(list(range(8)))
+    b = poses_only.dataset("test").__getitems__(list(range(8)))
+    assert "image" not in b and "image" not in poses_only.provides and "joints_2d" in poses_only.provides
+    for key in b:
+        assert torch.equal(a[key], b[key]), key
+    assert with_pixels.protocol == poses_only.protocol
+
+
+# -- the supervised reference through the CLI ---------------------------------------------------------
+def _tiny_supervised(workdir: Path, *extra: str) -> list[str]:
+    return [
+        "--config", "configs/supervised.yaml", "--config", "configs/cpu_images.yaml",
+        "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
+        "--model.init_args.head_width", "16", "--model.init_args.pss_k", "[4]",
+        "--model.init_args.artifacts_dir", "art",
+        "--data.init_args.motion", "datamodules.SyntheticPoses",
+        "--data.init_args.motion.init_args.train_subjects", "[1]",
+        "--data.init_args.motion.init_args.val_subjects", "[2]",
+        "--data.init_args.motion.init_args.test_subjects", "[3]",
+        "--data.init_args.motion.init_args.actions", "[walk, jump]",
+        "--data.init_args.motion.init_args.clips_per_action", "1",
+        "--data.init_args.motion.init_args.frames_per_clip", "20",
+        "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10", "--data.init_args.eval_stride", "5",
+        "--data.init_args.batch_size", "8", "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
+        "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.num_sanity_val_steps", "0",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--run.wandb", "off", "--run.threads", "1", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_supervised_fits_in_bf16_and_writes_a_ceiling_record(workdir):
+    main(["fit", *_tiny_supervised(workdir, "--trainer.precision", "bf16-mixed")])
+    records = {
+        json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (workdir / "results").rglob("*.json")
+    }
+    assert set(records) == {"supervised", "baseline-mean-pose", "baseline-zero-depth"}
+    sup = records["supervised"]
+    assert sup["input"] == "image rgb32x32" and sup["role"] == "ceiling"
+    assert records["baseline-mean-pose"]["role"] == "floor" and records["baseline-mean-pose"]["input"] == "none"
+    assert records["baseline-zero-depth"]["input"] == "2D gt"
+    assert "input" not in sup["protocol"] and "input_2d" not in sup["protocol"]
+    assert sup["budget"]["steps"] == 3 and sup["budget"]["precision"] == "bf16-mixed"
+    assert sup["budget"]["train_time_s"] > 0 and records["baseline-mean-pose"]["budget"] is None
+    assert all(v == v for v in sup["metrics"].values())  # finite numbers from a bf16 run
+    assert (workdir / "results" / "humans-synthetic").is_dir()
+
+
+def test_nonfinite_loss_stops_the_fit_naming_loss_and_step(workdir):
+    from methods.base import NonFiniteLossError
+
+    # Adam with lr 1e30 moves every weight by ~1e30 in the first step: the next loss is not finite
+    with pytest.raises(NonFiniteLossError, match=r"loss 'train/loss' is (nan|inf) at step [1-4] \(epoch 0\)"):
+        main(["fit", *_tiny_supervised(workdir, "--model.init_args.lr", "1e30", "--trainer.max_steps", "5")])
+    ckpts = list((workdir / "runs" / "supervised").rglob("last*.ckpt"))
+    assert ckpts, "the exception must leave a last.ckpt"
+
+
+# -- the common table --------------------------------------------------------------------------------
+def _record(method, value, role, input_desc, budget=None):
+    return {"method": method, "dataset": "humans-synthetic", "protocol": {"dataset": "humans-synthetic"},
+            "protocol_id": "p1", "metrics": {"p_mpjpe": value}, "input": input_desc, "role": role,
+            "baseline": method.startswith("baseline-"), "budget": budget}  # fmt: skip
+
+
+def test_one_table_with_inputs_budgets_and_the_floor_to_ceiling_share():
+    budget = {"train_time_s": 420.0, "steps": 2900, "device": "cpu", "devices": 1}
+    recs = [_record("baseline-mean-pose", 160.0, "floor", "none"),
+            _record("supervised", 60.0, "ceiling", "image rgb64x64", budget),
+            _record("svmac", 110.0, "method", "2D gt", budget),
+            _record("svmac", 130.0, "method", "2D gt+noise5px", budget)]  # fmt: skip
+    (table,) = group_tables(recs)
+    rows = {(r["method"], r["input"]): r for r in table["rows"]}
+    assert rows["svmac", "2D gt"]["closed"] == pytest.approx(0.5)  # (160 - 110) / (160 - 60)
+    assert rows["svmac", "2D gt+noise5px"]["closed"] == pytest.approx(0.3)
+    assert rows["supervised", "image rgb64x64"]["closed"] == 1.0 and rows["baseline-mean-pose", "none"]["closed"] == 0.0
+    md = to_markdown([table])
+    assert "| **svmac** | 2D gt | 7.0 min, 2.9k steps, cpu | 110.0 |" in md and "| 50% |" in md
+    assert gap_closed([_record("svmac", 1.0, "method", "2D gt")]) == [None]  # no floor, no ceiling: no share
+    assert fmt_budget(None) == "—"
