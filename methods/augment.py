@@ -256,4 +256,6 @@ class PoseAugment(nn.Module):
             angle = (torch.rand(lead, device=image.device) * 2 - 1) * self.max_radians
             angle = torch.where(torch.rand(lead, device=image.device) < self.rotate_p, angle, torch.zeros_like(angle))
             out = rotate(out, angle)
+        if image.dim() == 4 and image.is_contiguous(memory_format=torch.channels_last):
+            out["image"] = out["image"].contiguous(memory_format=torch.channels_last)  # keep the caller's format
         return out

@@ -284,12 +284,14 @@ def test_dot_at_joint_lands_at_transformed_joint():
 
 def test_pose_augment_module():
     b = _batch()
+    b["image"] = b["image"].to(memory_format=torch.channels_last)
     aug = PoseAugment(flip_p=0.5, rotate_p=0.7, max_degrees=40)
     torch.manual_seed(3)
     out = aug(b)
     _assert_consistent(out)
     assert out["image"].shape == b["image"].shape and 0 <= out["image"].min() and out["image"].max() <= 1
     assert torch.equal(out["subject"], b["subject"])
+    assert out["image"].is_contiguous(memory_format=torch.channels_last)
     aug.eval()
     assert all(aug(b)[k] is b[k] for k in b)
     with pytest.raises(ValueError, match="distortion"):
