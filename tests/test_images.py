@@ -70,7 +70,7 @@ def test_image_checks_name_the_options():
         check_image(torch.zeros(2, 3, 48, 48), (64, 64), "Supervised")
 
 
-# -- SyntheticHumans without pixels -------------------------------------------------------------------
+# -- SyntheticHumans with fewer maps or none -------------------------------------------------------------------
 def _motion() -> SyntheticPoses:
     return SyntheticPoses(train_subjects=[1], val_subjects=[2], test_subjects=[3], actions=["walk"],
                           clips_per_action=1, frames_per_clip=20)  # fmt: skip
@@ -80,7 +80,7 @@ def test_poses_only_mode_gives_the_same_frames_and_poses():
     opts = dict(image_size=32, num_workers=0, video_frames=10, num_scenes=1, eval_stride=5, noise_2d_px=3.0)
     with_pixels, poses_only = (
         SyntheticHumans(motion=_motion(), **opts),
-        SyntheticHumans(motion=_motion(), pixels=False, **opts),
+        SyntheticHumans(motion=_motion(), maps=[], **opts),
     )
     a = with_pixels.dataset("test").__getitems__(list(range(8)))
     b = poses_only.dataset("test").__getitems__(list(range(8)))
@@ -88,6 +88,19 @@ def test_poses_only_mode_gives_the_same_frames_and_poses():
     for key in b:
         assert torch.equal(a[key], b[key]), key
     assert with_pixels.protocol == poses_only.protocol
+
+
+def test_maps_option_keeps_only_the_chosen_maps_cached_or_not(tmp_path):
+    opts = dict(image_size=32, num_workers=0, video_frames=10, num_scenes=1, eval_stride=5)
+    full = SyntheticHumans(motion=_motion(), **opts).dataset("test").__getitems__([0, 3])
+    for cache in (None, str(tmp_path)):
+        dm = SyntheticHumans(motion=_motion(), maps=["image", "mask"], cache_dir=cache, **opts)
+        for _ in range(2):  # the second read comes from the cache when there is one
+            batch = dm.dataset("test").__getitems__([0, 3])
+            assert {"image", "mask"} <= set(batch) and not {"parts", "depth", "flow"} & set(batch)
+            assert torch.equal(batch["image"], full["image"]) and torch.equal(batch["mask"], full["mask"])
+    with pytest.raises(ValueError, match=r"maps has unknown entries \['normals'\]"):
+        SyntheticHumans(motion=_motion(), maps=["image", "normals"])
 
 
 # -- the supervised reference through the CLI ---------------------------------------------------------

@@ -65,7 +65,7 @@ from .scenes import (
 )
 
 MODES = ("single", "multiview", "pair", "clip")
-#: keys only rendered pixels give (absent with ``pixels=False``)
+#: the rendered maps (option ``maps`` picks which a data module yields; the pose keys always come)
 PIXEL_KEYS = ("image", "mask", "parts", "depth", "flow")
 #: Stages of :func:`render_views` show up under these names in ``torch.profiler`` (see ``benchmark/bench_render.py``).
 STAGES = ("bodies", "crop", "cast", "shade", "background", "composite", "flow", "pose")
@@ -174,7 +174,7 @@ class RenderConfig:
     noise_2d_px: float = 0.0
     tile: int = 4
     seed: int = 0
-    pixels: bool = True
+    maps: tuple[str, ...] = PIXEL_KEYS
 
 
 def _union(boxes: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
@@ -249,7 +249,8 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
     seed the random crop jitter (same for a group) and 2D noise. Returns flat ``(M, ...)`` tensors of
     the batch contract: image (M, 3, H, W) in [0, 1], mask (M, 1, H, W), parts (M, H, W), depth
     (M, 1, H, W) mm, flow (M, 2, H, W) px, joints (M, 17, 3|2), visible (M, 17), K, R (M, 3, 3), t (M, 3).
-    With ``cfg.pixels`` False only the pose keys and cameras (the same values as with pixels).
+    Only the maps in ``cfg.maps`` are returned (flow is not computed without it); with no maps, only
+    the pose keys and cameras, with the same values as when pixels are rendered.
     """
     M, W, H = len(rows), cfg.width, cfg.height
     vid = table.video[rows]
@@ -271,7 +272,7 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
         K = _crop_intrinsics(cams["K"], _union(person, group), cfg, keys)
         s = (K[:, 0, 0] / cams["K"][:, 0, 0]).view(M, 1, 1)
         shift = (K[:, :2, 2] - cams["K"][:, :2, 2] * s.view(M, 1)).unsqueeze(1).repeat(1, 1, 2)
-    if not cfg.pixels:  # poses only: the same crops, cameras and 2D joints without casting a ray
+    if not cfg.maps:  # poses only: the same crops, cameras and 2D joints without casting a ray
         return pose_keys(joints, K, R, t, keys, cfg)
 
     with _stage("cast"):
@@ -309,24 +310,23 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
         parts = scatter_dense(hits, B.PART_OF[hp], (M, H, W))
         depth = scatter_dense(hits, hits.depth, (M, H, W)).unsqueeze(1)
 
-    with _stage("flow"):  # surface points keep their unit-sphere coordinates on their primitive
-        flow = torch.zeros(M, 2, H * W)
-        if moving:  # the room is static: re-project it with the next camera
-            room = room.view(M, 3, H * W).transpose(1, 2)
-            uv_next, _ = project_points(room, K.unsqueeze(1), cams_next["R"].unsqueeze(1), cams_next["t"].unsqueeze(1))
-            flow = (uv_next - pixel_grid(W, H)[..., :2].reshape(1, H * W, 2)).transpose(1, 2).contiguous()
-        p_next = ell_next.to_world(hits.unit, hv, hp)
-        uv_next, _ = project_points(p_next, K[hv], cams_next["R"][hv], cams_next["t"][hv])
-        flow[view_of, :, pix_of] = uv_next - hits.xy
+    flow = None
+    if "flow" in cfg.maps:
+        with _stage("flow"):  # surface points keep their unit-sphere coordinates on their primitive
+            flow = torch.zeros(M, 2, H * W)
+            if moving:  # the room is static: re-project it with the next camera
+                room = room.view(M, 3, H * W).transpose(1, 2)
+                uv_next, _ = project_points(
+                    room, K.unsqueeze(1), cams_next["R"].unsqueeze(1), cams_next["t"].unsqueeze(1)
+                )
+                flow = (uv_next - pixel_grid(W, H)[..., :2].reshape(1, H * W, 2)).transpose(1, 2).contiguous()
+            p_next = ell_next.to_world(hits.unit, hv, hp)
+            uv_next, _ = project_points(p_next, K[hv], cams_next["R"][hv], cams_next["t"][hv])
+            flow[view_of, :, pix_of] = uv_next - hits.xy
 
-    return {
-        "image": image.view(M, 3, H, W),
-        "mask": (parts > 0).unsqueeze(1),
-        "parts": parts,
-        "depth": depth,
-        "flow": flow.view(M, 2, H, W),
-        **pose_keys(joints, K, R, t, keys, cfg),
-    }
+    maps = {"image": image.view(M, 3, H, W), "mask": (parts > 0).unsqueeze(1), "parts": parts, "depth": depth,
+            "flow": flow.view(M, 2, H, W) if flow is not None else None}  # fmt: skip
+    return {**{k: maps[k] for k in cfg.maps}, **pose_keys(joints, K, R, t, keys, cfg)}
 
 
 def pose_keys(joints: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, keys: torch.Tensor,
@@ -441,7 +441,7 @@ class HumanRenders(Dataset):
             for j, k in enumerate(missing):
                 items[k] = _to_storage({key: v[j] for key, v in fresh.items()})
                 _atomic_save(items[k], paths[k])
-        items = [_from_storage(item) for item in items]
+        items = [_from_storage(item, self.cfg.maps) for item in items]
         return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -449,20 +449,23 @@ class HumanRenders(Dataset):
 
 
 def _to_storage(item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Compact cache form: 8-bit image and parts, no mask (it is ``parts > 0``)."""
-    out = {k: v for k, v in item.items() if k != "mask"}
+    """Compact cache form: 8-bit image and parts; no mask when parts are there (it is ``parts > 0``)."""
+    out = {k: v for k, v in item.items() if k != "mask" or "parts" not in item}
     if "image" in item:
         out["image"] = torch.round(item["image"] * 255).to(torch.uint8)
+    if "parts" in item:
         out["parts"] = item["parts"].to(torch.uint8)
     return out
 
 
-def _from_storage(item: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _from_storage(item: dict[str, torch.Tensor], maps: tuple[str, ...]) -> dict[str, torch.Tensor]:
     out = dict(item)
     if "image" in item:
         out["image"] = item["image"].to(torch.float32) / 255
+    if "parts" in item:
         out["parts"] = item["parts"].to(torch.int64)
-        out["mask"] = (out["parts"] > 0).unsqueeze(-3)
+        if "mask" in maps:
+            out["mask"] = (out["parts"] > 0).unsqueeze(-3)
     return out
 
 
@@ -498,8 +501,10 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
         noise_2d_px: std of Gaussian noise on ``joints_2d`` (mimics detections); ``joints_2d_gt`` stays clean.
         tile: tile size (px) of the ray caster's culling; a speed knob only.
         cache_dir: if set, rendered samples are stored there (~270 KB per 128 x 128 view) and reused.
-        pixels: render images (and mask, parts, depth, flow). False gives the same samples' poses,
-            cameras and 2D joints without ray casting, for 2D-to-3D methods on the same frames.
+        maps: which rendered maps to yield, a subset of ``image, mask, parts, depth, flow`` (default:
+            all). Fewer maps make smaller batches and caches (flow is not computed without it); an empty
+            list gives the same samples' poses, cameras and 2D joints without ray casting, for 2D-to-3D
+            methods on the same frames.
         batch_size / eval_batch_size / num_workers: DataLoader settings (rendering runs in the workers).
         seed: every pixel is a function of this seed (and the motion's own seed).
     """
@@ -514,7 +519,7 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
                  camera_motion: str = "static", orbit_deg_per_frame: float = 0.5, crop: bool = True,
                  crop_margin: float = 1.2, crop_jitter: float = 0.1, noise_2d_px: float = 0.0, tile: int = 4,
                  cache_dir: str | None = None, batch_size: int = 32, eval_batch_size: int = 64, num_workers: int = 2,
-                 seed: int = 0, pixels: bool = True):  # fmt: skip
+                 seed: int = 0, maps: list[str] | None = None):  # fmt: skip
         super().__init__()
         for name, value in (("mode", mode), ("eval_mode", eval_mode)):
             if value not in MODES:
@@ -554,9 +559,12 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
         self.cache_dir = cache_dir
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed = seed
-        self.pixels = pixels
-        if not pixels:
-            self.provides = tuple(k for k in type(self).provides if k not in PIXEL_KEYS)
+        self.maps = PIXEL_KEYS if maps is None else tuple(maps)
+        unknown = sorted(set(self.maps) - set(PIXEL_KEYS))
+        if unknown:
+            raise ValueError(f"SyntheticHumans option maps has unknown entries {unknown}; choose from {PIXEL_KEYS}")
+        if self.maps != PIXEL_KEYS:
+            self.provides = tuple(k for k in type(self).provides if k not in PIXEL_KEYS or k in self.maps)
         self.tables: dict[str, MotionTable] = {}
         self.datasets: dict[tuple[str, str], HumanRenders] = {}
 
@@ -584,7 +592,7 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
         return RenderConfig(width=self.width, height=self.height, crop=self.crop, crop_margin=self.crop_margin,
                             crop_jitter=self.crop_jitter if split == "train" else 0.0, camera_motion=self.camera_motion,
                             orbit_deg_per_frame=self.orbit_deg_per_frame, noise_2d_px=self.noise_2d_px,
-                            tile=self.tile, seed=self.seed, pixels=self.pixels)  # fmt: skip
+                            tile=self.tile, seed=self.seed, maps=self.maps)  # fmt: skip
 
     def table(self, split: str) -> MotionTable:
         if split not in SPLITS:
