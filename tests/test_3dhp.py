@@ -177,6 +177,19 @@ def test_joint_groups_partition_their_sets():
     assert JOINT_SETS["h36m14"] == tuple(H36M_14_SUBSET) and len(JOINT_SETS["h36m14"]) == 14
 
 
+def test_all17_groups_are_the_released_scripts():
+    # The released mpii_get_pck_auc_joint_groups.m, 1-based into the test set's 17 'relevant' joints; the later
+    # variant (h36m14) comments out the head centre [17] and spine [16] and drops the pelvis [15] from Hip.
+    released = {"Head": [1, 17], "Neck": [2], "Shoulder": [3, 6], "Elbow": [4, 7], "Wrist": [5, 8], "Spine": [16],
+                "Hip": [9, 12, 15], "Knee": [10, 13], "Ankle": [11, 14]}  # fmt: skip
+    as_h36m = {g: sorted(j for j in range(17) if FROM_17[j] + 1 in mpi) for g, mpi in released.items()}
+    assert as_h36m == {g: sorted(j) for g, j in JOINT_GROUPS["all17"].items()}
+    variant = {g: [i for i in mpi if i not in (15, 16, 17)] for g, mpi in released.items() if g != "Spine"}
+    assert {g: sorted(j for j in range(17) if FROM_17[j] + 1 in mpi) for g, mpi in variant.items()} == {
+        g: sorted(j) for g, j in JOINT_GROUPS["h36m14"].items()
+    }
+
+
 def test_perfect_prediction_from_the_loader_scores_as_the_scripts(mpi):
     root, _, _ = mpi
     t = dm_for(root).build("test").tensors
