@@ -354,14 +354,15 @@ def write_video(path: Path, frames: int, size: tuple[int, int], fourcc: str = "m
 
 
 def write_surreal(root: Path, clips: dict[str, list[str]], frames: int = 6, extras: bool = True,
-                  swapped: bool = True) -> dict:  # fmt: skip
+                  swapped: bool = True, empty: tuple[int, ...] = ()) -> dict:  # fmt: skip
     """A SURREAL tree ``<root>/<split>/run0/<seq>/<seq>_c0001{.mp4,_info.mat,_segm.mat,_depth.mat,_gtflow.mat}``.
 
     ``clips``: {split: [sequence names like '01_01']}. The info file holds ``joints2D`` 2x24xT (rounded px, as
     SURREAL's check script asserts), ``joints3D`` 3x24xT (m), ``camLoc`` 3x1, ``pose``, ``shape``, ``zrot``, ``gender``,
     ``sequence``, ``clipNo``... With ``swapped``, the left/right labels are exchanged as in the released data.
     segm: a 40x30 px block of part 1 around the pelvis and part 2 elsewhere inside a box; depth 3.5 m there, 1e10
-    background; gtflow (u, v) = (1.5, -0.5) px.
+    background; gtflow (u, v) = (1.5, -0.5) px. ``empty``: 0-based frames written as SURREAL writes a frame without
+    the body in the render: ``joints3D`` all zero and ``joints2D`` all [0, 0] (the two checks of loader_SURREAL.lua).
 
     Returns {clip path stem: {"h36m_world": (T, 17, 3) mm in SURREAL's world, "cam_loc", "joints3D_smpl"}}.
     """
@@ -389,6 +390,7 @@ def write_surreal(root: Path, clips: dict[str, list[str]], frames: int = 6, extr
             X = smpl @ RT[:, :3].T + RT[:, 3]
             uvw = X @ SURREAL_K.T
             j2d = np.round(uvw[..., :2] / uvw[..., 2:])
+            smpl[list(empty)], j2d[list(empty)] = 0.0, 0.0
             info = {
                 "joints2D": j2d.transpose(2, 1, 0).astype(np.float32),
                 "joints3D": smpl.transpose(2, 1, 0).astype(np.float32),

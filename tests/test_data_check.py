@@ -23,7 +23,8 @@ def trees(tmp_path_factory):
     write_h36m(base / "h36m", {s: names for s in SUBJECTS}, frames=3)
     write_3dhp_train(base / "3dhp", subjects=tuple(range(1, 9)), sequences=(1, 2), frames=2)
     write_3dhp_test(base / "3dhp" / "mpi_inf_3dhp_test_set", sequences=tuple(range(1, 7)), frames=4)
-    write_surreal(base / "surreal", {"train": ["01_01", "01_02"], "val": ["02_01"], "test": ["03_01"]}, frames=3)
+    write_surreal(base / "surreal", {"train": ["01_01", "01_02"], "val": ["02_01"], "test": ["03_01"]}, frames=3,
+                  empty=(1,))  # fmt: skip
     return base
 
 
@@ -40,6 +41,13 @@ def test_complete_trees_pass(trees, dataset, capsys):
     assert check_dataset(dataset, trees / dataset) == []
     assert f"data check {dataset} {trees / dataset}: OK" in capsys.readouterr().out
     assert data_cli(["check", dataset, str(trees / dataset)]) == 0
+
+
+def test_counts_are_reported(trees, capsys):
+    check_dataset("surreal", trees / "surreal")
+    out = capsys.readouterr().out
+    assert "checked train: 2 clips, 2 segm, 2 depth, 2 gtflow, 2 empty frames left out (joints3D all zero)" in out
+    assert "checked test: 1 clips, 1 segm, 1 depth, 1 gtflow, 1 empty frames left out" in out
 
 
 def test_h36m_problems_are_named(trees, tmp_path, capsys):

@@ -103,6 +103,18 @@ def test_pixels_image_mask_parts_depth_flow(surreal):
     assert (centre - batch["joints_2d"][:, 0]).abs().max() < 1.5
 
 
+def test_empty_frames_are_left_out(tmp_path):
+    # Frames 0 and 3 of 6 have joints3D all zero (the body out of the render): SURREAL's loader skips them.
+    write_surreal(tmp_path, {"test": ["08_01"]}, frames=6, extras=False, empty=(0, 3))
+    dm = dm_for(tmp_path, pixels=["image"], crop="full", image_size=32)
+    data = dm.build("test")
+    assert data.tensors["frame"].tolist() == [1, 2, 4, 5] and dm.dropped_empty["test"] == 2
+    assert data.tensors["joints_3d"][..., 2].min() > 4000  # no zero pose slipped in (it would sit at the camera)
+    # The kept rows read their own video frames: frame n is grey 20 n + 10.
+    grey = data.__getitems__([0, 1, 2, 3])["image"].mean((1, 2, 3)) * 255
+    assert torch.allclose(grey, torch.tensor([30.0, 50.0, 90.0, 110.0]), atol=4)
+
+
 def test_errors_name_the_file(surreal, tmp_path):
     root, _ = surreal
     with pytest.raises(FileNotFoundError, match="train folder"):

@@ -167,7 +167,7 @@ def _mat_frames(path: Path, prefix: str, frames: int, shape: tuple[int, ...], al
 
 def check_surreal(root: Path, max_clips: int | None = None) -> tuple[list[str], list[str]]:
     """Problems and a summary for ``root`` = ``SURREAL/data/cmu`` (``max_clips`` per split, None = all)."""
-    from .surreal import read_info
+    from .surreal import empty_frames, read_info
 
     problems: list[str] = []
     checked: list[str] = []
@@ -186,8 +186,10 @@ def check_surreal(root: Path, max_clips: int | None = None) -> tuple[list[str], 
             problems.append(f"SURREAL {split}: no <sequence>_c%04d_info.mat under {folder}/run*/<sequence>/")
             continue
         extras_present = {kind: 0 for kind in ("segm", "depth", "gtflow")}
+        empty = 0
         for info_path in infos:
             info = _attempt(problems, read_info, info_path)
+            empty += 0 if info is None else int(empty_frames(info["joints3D"]).sum())
             stem = str(info_path)[: -len("_info.mat")]
             video = Path(stem + ".mp4")
             if not video.is_file():
@@ -211,7 +213,8 @@ def check_surreal(root: Path, max_clips: int | None = None) -> tuple[list[str], 
             if 0 < n < len(infos):
                 problems.append(f"SURREAL {split}: only {n} of {len(infos)} clips have _{kind}.mat; pixels that need "
                                 "it will fail on the others")  # fmt: skip
-        checked.append(f"{split}: {len(infos)} clips" + "".join(f", {n} {k}" for k, n in extras_present.items() if n))
+        checked.append(f"{split}: {len(infos)} clips" + "".join(f", {n} {k}" for k, n in extras_present.items() if n)
+                       + f", {empty} empty frames left out (joints3D all zero)")  # fmt: skip
     return problems, checked
 
 
