@@ -236,9 +236,11 @@ def write_mpi_calibration(path: Path, cams: list[dict]) -> None:
 
 
 def write_3dhp_train(root: Path, subjects: tuple[int, ...] = (1, 2), sequences: tuple[int, ...] = (1,),
-                     frames: int = 12, video_cameras: tuple[int, ...] = ()) -> dict:  # fmt: skip
+                     frames: int = 12, video_cameras: tuple[int, ...] = (),
+                     video_frames: int | None = None) -> dict:  # fmt: skip
     """``S<s>/Seq<q>/annot.mat`` (MATLAB v5: 14x1 cells ``annot2`` (F, 56), ``annot3``/``univ_annot3`` (F, 84),
     ``cameras`` 1x14, ``frames`` Fx1) and ``camera.calibration``; optionally ``imageSequence/video_<c>.avi``.
+    ``video_frames`` < ``frames`` writes videos shorter than the annotation, as the released sequences are.
 
     Returns {(s, q): {"world": (F, 17, 3) Z-up mm, "cams": [...], "annot3": (14, F, 17, 3), "annot2": (14, F, 17, 2),
     "univ": (14, F, 17, 3)}} in H36M order.
@@ -270,7 +272,9 @@ def write_3dhp_train(root: Path, subjects: tuple[int, ...] = (1, 2), sequences: 
                 "cameras": np.arange(14).reshape(1, 14), "frames": np.arange(frames).reshape(-1, 1)})  # fmt: skip
             write_mpi_calibration(folder / "camera.calibration", cams)
             for c in video_cameras:
-                write_video(folder / "imageSequence" / f"video_{c}.avi", frames, cams[c]["size"], "MJPG")
+                write_video(
+                    folder / "imageSequence" / f"video_{c}.avi", video_frames or frames, cams[c]["size"], "MJPG"
+                )
             out[(s, q)] = {"world": world, "cams": cams, "annot3": np.stack(a3), "annot2": np.stack(a2),
                            "univ": np.stack(univ)}  # fmt: skip
     return out

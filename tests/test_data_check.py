@@ -14,6 +14,7 @@ from fixtures_formats import write_3dhp_test, write_3dhp_train, write_h36m, writ
 from benchmark.data_cli import main as data_cli
 from datamodules.recorded.check import check_dataset
 from datamodules.recorded.h36m import ACTIONS, SUBJECTS
+from datamodules.recorded.mpi3dhp import TRAIN_SEQUENCES
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,12 @@ def test_complete_trees_pass(trees, dataset, capsys):
     assert data_cli(["check", dataset, str(trees / dataset)]) == 0
 
 
-def test_counts_are_reported(trees, capsys):
+def test_counts_are_reported(trees, capsys, monkeypatch):
+    monkeypatch.setitem(TRAIN_SEQUENCES, (3, 2), (1, 25))  # S3/Seq2: 2 annotated rows, a 1-frame video
+    check_dataset("3dhp", trees / "3dhp")
+    assert "checked 16 of 16 training sequences complete, 1 annotation rows past the videos' ends cut" in (
+        capsys.readouterr().out
+    )
     check_dataset("surreal", trees / "surreal")
     out = capsys.readouterr().out
     assert "checked train: 2 clips, 2 segm, 2 depth, 2 gtflow, 2 empty frames left out (joints3D all zero)" in out

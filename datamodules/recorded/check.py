@@ -105,11 +105,11 @@ def check_3dhp(root: Path, test_root: Path | None = None) -> tuple[list[str], li
 
     ``test_root`` defaults to ``root/mpi_inf_3dhp_test_set``, or ``root`` itself when it holds ``TS1``.
     """
-    from .mpi3dhp import read_calibration, read_test_annotation, read_train_annotation
+    from .mpi3dhp import TRAIN_SEQUENCES, read_calibration, read_test_annotation, read_train_annotation
 
     problems: list[str] = []
     checked: list[str] = []
-    count = 0
+    count = cut = 0
     for s in range(1, 9):
         for q in (1, 2):
             folder = root / f"S{s}" / f"Seq{q}"
@@ -118,9 +118,11 @@ def check_3dhp(root: Path, test_root: Path | None = None) -> tuple[list[str], li
                 continue
             annot = _attempt(problems, read_train_annotation, folder / "annot.mat")
             calib = _attempt(problems, read_calibration, folder / "camera.calibration")
+            if annot is not None:
+                cut += max(0, annot["annot3"].shape[1] - TRAIN_SEQUENCES[(s, q)][0])
             if annot is not None and calib is not None:
                 count += 1
-    checked.append(f"{count} of 16 training sequences complete")
+    checked.append(f"{count} of 16 training sequences complete, {cut} annotation rows past the videos' ends cut")
     if test_root is None:  # the test set unpacked inside root, or root is the test set itself
         test_root = root if (root / "TS1").is_dir() else root / "mpi_inf_3dhp_test_set"
     count = 0
