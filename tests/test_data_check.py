@@ -44,7 +44,13 @@ def test_complete_trees_pass(trees, dataset, capsys):
     assert data_cli(["check", dataset, str(trees / dataset)]) == 0
 
 
-def test_counts_are_reported(trees, capsys, monkeypatch):
+def test_counts_are_reported(trees, tmp_path, capsys, monkeypatch):
+    # h36m-fetch keeps frames 0 and 64 of S9's 65 (every 64th): 63 of 65 per camera have no image.
+    write_h36m(tmp_path / "h36m", {"S9": ["Walking 1"]}, frames=65, images={"S9": ("Walking 1",)})
+    check_dataset("h36m", tmp_path / "h36m")
+    assert "checked images/: 4 frame folders; 252 of 260 annotated (frame, camera) pairs have no image" in (
+        capsys.readouterr().out
+    )
     monkeypatch.setitem(TRAIN_SEQUENCES, (3, 2), (1, 25))  # S3/Seq2: 2 annotated rows, a 1-frame video
     check_dataset("3dhp", trees / "3dhp")
     assert "checked 16 of 16 training sequences complete, 1 annotation rows past the videos' ends cut" in (

@@ -39,9 +39,9 @@ def check_h36m(root: Path) -> tuple[list[str], list[str]]:
         CAMERA_IDS,
         SUBJECTS,
         action_of,
+        fetch_folder,
         read_positions_2d,
         read_positions_3d,
-        sequence_folder_names,
     )
 
     problems: list[str] = []
@@ -78,19 +78,24 @@ def check_h36m(root: Path) -> tuple[list[str], list[str]]:
                                     f"camera, fewer than the {len(pos)} 3D frames")  # fmt: skip
     images = root / "images"
     if images.is_dir() and data3d is not None:
-        count = 0
+        count = with_image = annotated = 0
         for subject, sequences in data3d.items():
-            for name in sequences:
-                for camera in CAMERA_IDS:
-                    tried = [images / subject / d / "imageSequence" / camera for d in sequence_folder_names(name)]
-                    folder = next((p for p in tried if p.is_dir()), None)
-                    if folder is None:
-                        problems.append(f"frames of {subject}/{name!r} camera {camera}: no folder {tried[0]}")
-                    elif not any(folder.glob("img_*.jpg")):
+            for name, pos in sequences.items():
+                folder_name = _attempt(problems, lambda s, n: fetch_folder(s, n)[0], subject, name)
+                for camera in CAMERA_IDS if folder_name else ():
+                    folder = images / subject / folder_name / "imageSequence" / camera
+                    numbers = {int(p.stem[4:]) for p in folder.glob("img_*.jpg")} if folder.is_dir() else set()
+                    if not folder.is_dir():
+                        problems.append(f"frames of {subject}/{name!r} camera {camera}: no folder {folder} "
+                                        "(h36m-fetch's folder for this recording, per metadata.xml)")  # fmt: skip
+                    elif not numbers:
                         problems.append(f"{folder}: no img_%06d.jpg frames")
                     else:
                         count += 1
-        checked.append(f"images/: {count} frame folders")
+                    annotated += len(pos)
+                    with_image += len(numbers & set(range(1, len(pos) + 1)))
+        checked.append(f"images/: {count} frame folders; {annotated - with_image} of {annotated} annotated "
+                       "(frame, camera) pairs have no image and are left out with pixels")  # fmt: skip
     mask_files = sorted(root.glob("S*/MySegmentsMat/ground_truth_bs/*.mat"))
     for path in mask_files:
         _attempt(problems, lambda p: MatlabCellMasks(p).available(), path)
