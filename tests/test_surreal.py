@@ -13,8 +13,8 @@ from fixtures_formats import write_surreal
 
 from benchmark.config import load_datamodule
 from datamodules.cameras import project, world_to_camera
-from datamodules.recorded.base import DataFormatError
-from datamodules.recorded.surreal import R_WORLD_TO_CV, SUITE_FROM_SURREAL, SURREAL, surreal_camera
+from datamodules.recorded.base import DataFormatError, affine_intrinsics, apply_affine_2d, crop_affines
+from datamodules.recorded.surreal import K_SURREAL, R_WORLD_TO_CV, SUITE_FROM_SURREAL, SURREAL, surreal_camera
 from datamodules.skeleton import H36M_17
 
 HEAD, NECK, HIP = H36M_17.index("Head"), H36M_17.index("Thorax"), H36M_17.index("Hip")
@@ -49,6 +49,26 @@ def test_camera_from_camloc_hand_computed():
     # The camera centre in the suite's world stands 0.98 m above the ground (Z up).
     centre = -R.T @ t
     assert torch.allclose(centre, torch.tensor([1929.3, -6745.6, 983.9]), atol=1e-2)
+
+
+def test_released_sample_projects_onto_its_joints2D_through_a_crop():
+    # SURREAL's released misc/3Dto2D/01_01_c0001_info.mat: camLoc, and frame 1's joints 4..6 (joints3D m, joints2D).
+    cam_loc = torch.tensor([6.745622158050537, -0.9838830232620239, -1.929298996925354])
+    j3d = torch.tensor([[0.09616656601428986, -1.1325100660324097, -1.9798929691314697],
+                        [0.02472154051065445, -0.5054571628570557, -2.104264497756958],
+                        [0.14073699712753296, -0.4899463951587677, -1.8554044961929321]]) * 1000  # fmt: skip
+    j2d = torch.tensor([[165.0, 107.0], [176.0, 163.0], [153.0, 165.0]])
+    R, t = surreal_camera(cam_loc)
+    cam = world_to_camera((j3d @ SUITE_FROM_SURREAL.T)[None], R[None], t[None])
+    assert torch.equal(project(cam, K_SURREAL[None]).round()[0], j2d)  # the released rounding, to the pixel
+    shifted = K_SURREAL.clone()
+    shifted[:2, 2] -= 0.5  # a half-pixel shift would no longer reproduce the released joints2D
+    assert not torch.equal(project(cam, shifted[None]).round()[0], j2d)
+    # Through a person crop (x4 zoom), the cropped K still lands on the cropped joints2D (up to their rounding).
+    A = crop_affines(j2d[None], torch.ones(1, 3, dtype=torch.bool), torch.tensor([[320, 240]]), "person", 256)
+    cropped = project(cam, affine_intrinsics(K_SURREAL[None], A))
+    scale = float(A[0, 0, 0])
+    assert (cropped - apply_affine_2d(j2d[None], A)).abs().max() <= 0.5 * scale + 1e-3
 
 
 def test_poses_projection_and_left_right(surreal):

@@ -23,6 +23,11 @@ swaps them back, and the segmentation's part labels (part p = SMPL joint p - 1) 
 as Hip = pelvis, Spine = spine2, Thorax = neck, Neck/Nose = head, and Head (top) = head + (head - neck), an
 extrapolation because SMPL has no head-top joint (recorded in ``protocol``).
 
+Pixels: ``joints2D`` are the rounded projection with ``K`` (SURREAL's ``misc/3Dto2D/main.m``, checked on the released
+``01_01_c0001_info.mat``), and SURREAL's loader reads them as 0-based pixel indices (``loader_SURREAL.lua`` adds 1
+for Lua), i.e. pixel centres -- the convention of the suite's crops; so ``K`` is used as published, with no half-pixel
+shift.
+
 Empty frames: frames whose ``joints3D`` are all zero (the body is out of the render) are left out of every split, as
 SURREAL's own loader (``training/loader_SURREAL.lua``, ``loadJoints3D``) skips them; ``frame`` keeps the clip's frame
 index, so pixels still come from the right video frame.
