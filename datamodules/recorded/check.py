@@ -3,7 +3,9 @@
 Every file the loaders read is opened with the loaders' own readers (so the check and the loaders agree on what is
 malformed) and every problem is reported with the file it is in: a missing file, an unreadable or truncated
 ``.mat``/``.npz``, a wrong array shape, 2D sequences shorter than their 3D, a video shorter than its annotation.
-Optional parts (extracted frames, masks, SURREAL's segmentation/depth/flow) are checked when present.
+Optional parts (extracted frames, masks, SURREAL's segmentation/depth/flow) are checked when present. It also counts
+what the loaders leave out: Human3.6M frames without an extracted image, MPI-INF-3DHP annotation rows past the end
+of their videos, SURREAL frames whose joints3D are all zero.
 """
 
 from __future__ import annotations
