@@ -13,10 +13,12 @@ scores predictions like this, and so does :func:`evaluate_3dhp`:
 
 Two joint groupings circulate, both named here (joint indices are ``H36M_17``'s):
 
-* ``all17``: all 17 joints, groups Head (head top + head), Neck, Shoulder, Elbow, Wrist, Spine, Hip (left, right and
-  pelvis), Knee, Ankle -- the groups of ``mpii_get_pck_auc_joint_groups`` with the head and spine rows included;
+* ``all17``: all 17 joints, groups Head (head top + head, [1, 17]), Neck, Shoulder, Elbow, Wrist, Spine ([16]), Hip
+  (left, right and pelvis, [9, 12, 15]), Knee, Ankle -- the grouping of the released test set's
+  ``mpii_get_pck_auc_joint_groups.m``;
 * ``h36m14``: the 14 joints without pelvis, spine and head centre (``H36M_14_SUBSET``), groups Head (head top), Neck,
-  Shoulder, Elbow, Wrist, Hip, Knee, Ankle -- the grouping of the released script, used by most lifting papers.
+  Shoulder, Elbow, Wrist, Hip, Knee, Ankle -- a later variant of that script (head centre and spine rows commented
+  out, pelvis dropped from Hip) that many lifting papers' copies of ``test_util`` use.
 
 The pelvis is error-free after root-centring, so ``all17`` scores are higher than ``h36m14`` ones for the same
 prediction: always say which one a number is.

@@ -54,9 +54,10 @@ def _matlab73(path: Path) -> h5py.File:
     return h5py.File(path, "a")
 
 
-def _matlab_array(f: h5py.File | h5py.Group, name: str, array: np.ndarray, matlab_class: str = "double"):
+def _matlab_array(f: h5py.File | h5py.Group, name: str, array: np.ndarray, matlab_class: str = "double",
+                  compression: str | None = None):  # fmt: skip
     """A MATLAB array as MATLAB v7.3 stores it: dimensions reversed (h5py sees the transpose)."""
-    ds = f.create_dataset(name, data=np.ascontiguousarray(np.asarray(array).T))
+    ds = f.create_dataset(name, data=np.ascontiguousarray(np.asarray(array).T), compression=compression)
     ds.attrs["MATLAB_class"] = np.bytes_(matlab_class)
     return ds
 
@@ -87,8 +88,76 @@ def vp3d_project(X: np.ndarray, intr: dict) -> np.ndarray:
     return f * (XX * (radial + tan) + p * r2) + c
 
 
+#: Human3.6M's metadata.xml (shipped with h36m-fetch): ``mapping`` rows 'action subaction|S1|S5|S6|S7|S8|S9|S11' naming
+#: each subject's recording, and ``actionnames`` (action id 1 first). Written out here independently of the loader.
+H36M_METADATA_MAPPING = """
+2 1|Directions 1|Directions 1|Directions 1|Directions 1|Directions 1|Directions 1|Directions 1
+ 2 2|Directions|Directions 2|Directions|Directions|Directions|Directions|Directions
+ 3 1|Discussion 1|Discussion 2|Discussion 1|Discussion 1|Discussion 1|Discussion 1|Discussion 1
+ 3 2|Discussion|Discussion 3|Discussion|Discussion|Discussion|Discussion 2|Discussion 2
+ 4 1|Eating 2|Eating 1|Eating 1|Eating 1|Eating 1|Eating 1|Eating 1
+ 4 2|Eating|Eating|Eating 2|Eating|Eating|Eating|Eating
+ 5 1|Greeting 1|Greeting 1|Greeting 1|Greeting 1|Greeting 1|Greeting 1|Greeting 2
+ 5 2|Greeting|Greeting 2|Greeting|Greeting|Greeting|Greeting|Greeting
+ 6 1|Phoning 1|Phoning 1|Phoning 1|Phoning 2|Phoning 1|Phoning 1|Phoning 3
+ 6 2|Phoning|Phoning|Phoning|Phoning|Phoning|Phoning|Phoning 2
+ 7 1|Posing 1|Posing 1|Posing 2|Posing 1|Posing 1|Posing 1|Posing 1
+ 7 2|Posing|Posing|Posing|Posing|Posing|Posing|Posing
+ 8 1|Purchases 1|Purchases 1|Purchases 1|Purchases 1|Purchases 1|Purchases 1|Purchases 1
+ 8 2|Purchases|Purchases|Purchases|Purchases|Purchases|Purchases|Purchases
+ 9 1|Sitting 1|Sitting 1|Sitting 1|Sitting 1|Sitting 1|Sitting 1|Sitting 1
+ 9 2|Sitting 2|Sitting|Sitting 2|Sitting|Sitting|Sitting|Sitting
+10 1|SittingDown 2|SittingDown|SittingDown 1|SittingDown|SittingDown|SittingDown|SittingDown
+10 2|SittingDown|SittingDown 1|SittingDown|SittingDown 1|SittingDown 1|SittingDown 1|SittingDown 1
+11 1|Smoking 1|Smoking 1|Smoking 1|Smoking 1|Smoking 1|Smoking 1|Smoking 2
+11 2|Smoking|Smoking|Smoking|Smoking|Smoking|Smoking|Smoking
+12 1|TakingPhoto 1|Photo|Photo|Photo|Photo 1|Photo 1|Photo 1
+12 2|TakingPhoto|Photo 2|Photo 1|Photo 1|Photo|Photo|Photo
+13 1|Waiting 1|Waiting 1|Waiting 3|Waiting 1|Waiting 1|Waiting 1|Waiting 1
+13 2|Waiting|Waiting 2|Waiting|Waiting 2|Waiting|Waiting|Waiting
+14 1|Walking 1|Walking 1|Walking 1|Walking 1|Walking 1|Walking 1|Walking 1
+14 2|Walking|Walking|Walking|Walking 2|Walking|Walking|Walking
+15 1|WalkingDog 1|WalkDog 1|WalkDog 1|WalkDog 1|WalkDog 1|WalkDog 1|WalkDog 1
+15 2|WalkingDog|WalkDog|WalkDog|WalkDog|WalkDog|WalkDog|WalkDog
+16 1|WalkTogether 1|WalkTogether 1|WalkTogether 1|WalkTogether 1|WalkTogether 1|WalkTogether 1|WalkTogether 1
+16 2|WalkTogether|WalkTogether|WalkTogether|WalkTogether|WalkTogether 2|WalkTogether|WalkTogether
+"""
+H36M_METADATA_SUBJECTS = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
+H36M_METADATA_ACTIONNAMES = ("Miscellaneous", "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Posing",
+                             "Purchases", "Sitting", "SittingDown", "Smoking", "TakingPhoto", "Waiting", "Walking",
+                             "WalkingDog", "WalkingTogether")  # fmt: skip
+
+
+def h36m_metadata() -> dict[tuple[str, str], tuple[str, str]]:
+    """{(subject, VideoPose3D sequence name): (h36m-fetch folder, original recording name)}.
+
+    h36m-fetch's ``process_all.py`` writes recording (action a, subaction b) to ``<actionnames[a]>-<b>``; VideoPose3D's
+    ``prepare_data_h36m.py`` names it after the file with TakingPhoto -> Photo and WalkingDog -> WalkDog.
+    """
+    out = {}
+    for line in H36M_METADATA_MAPPING.strip().splitlines():
+        ids, *recordings = line.split("|")
+        action, subaction = ids.split()
+        for subject, recording in zip(H36M_METADATA_SUBJECTS, recordings):
+            vp3d = recording.replace("TakingPhoto", "Photo").replace("WalkingDog", "WalkDog")
+            out[(subject, vp3d)] = (f"{H36M_METADATA_ACTIONNAMES[int(action) - 1]}-{subaction}", recording)
+    return out
+
+
+def h36m_fetch_frames(subject: str, world: np.ndarray) -> np.ndarray:
+    """0-based frames current h36m-fetch extracts: every 64th of S9/S11; for the others, a frame once some joint has
+    moved 40 mm since the last kept frame (``select_frame_indices_to_include``)."""
+    if subject in ("S9", "S11"):
+        return np.arange(0, len(world), 64)
+    kept = [0]
+    for f in range(1, len(world)):
+        if np.linalg.norm(world[f] - world[kept[-1]], axis=-1).max() >= 40.0:
+            kept.append(f)
+    return np.asarray(kept)
+
+
 def write_h36m(root: Path, subjects: dict[str, list[str]], frames: int = 130, detector: str | None = "gt",
-               images: dict[str, tuple[str, ...]] | None = None, image_every: int = 5, masks: bool = False,
+               images: dict[str, tuple[str, ...]] | None = None, masks: dict[str, tuple[str, ...]] | None = None,
                extra_2d_frames: int = 3) -> dict:  # fmt: skip
     """A VideoPose3D-style Human3.6M tree.
 
@@ -98,12 +167,15 @@ def write_h36m(root: Path, subjects: dict[str, list[str]], frames: int = 130, de
         frames: frames per sequence (50 fps).
         detector: name of the 2D file (``data_2d_h36m_<detector>.npz``), None for none. The 2D poses are the
             VideoPose3D projection of the 3D poses, with ``extra_2d_frames`` more frames than the 3D.
-        images: {subject: sequence names} whose every ``image_every``-th frame gets JPEGs (h36m-fetch layout, folder
-            '<name with - for spaces>'): black with a white disc of radius 40 px at the pelvis.
-        masks: also write the official v7.3 foreground masks (a disc of radius 60 px at the pelvis) for those.
+        images: {subject: sequence names} that get JPEGs of the frames h36m-fetch keeps (:func:`h36m_fetch_frames`)
+            in its folders (:func:`h36m_metadata`): black with a disc of radius 40 px at the pelvis, white but for
+            its blue level, ``code`` = 40 k + 20 for the k-th name of the subject, which identifies the recording.
+        masks: {subject: sequence names} that get the official v7.3 foreground masks of every frame (a disc of radius
+            60 px at the pelvis), named by the original recording.
 
     Returns:
-        {"world": {subject: {name: (T, 17, 3) mm}}, "pixels_2d": {subject: {name: (4, T, 17, 2)}}}.
+        {"world": {subject: {name: (T, 17, 3) mm}}, "pixels_2d": {subject: {name: (4, T, 17, 2)}},
+        "image_frames": {subject: {name: 0-based frames with images}}, "code": {subject: {name: blue level}}}.
     """
     from datamodules.recorded.h36m import CAMERA_IDS, EXTRINSICS, INTRINSICS, KEEP_32
 
@@ -131,28 +203,36 @@ def write_h36m(root: Path, subjects: dict[str, list[str]], frames: int = 130, de
         metadata = {"layout_name": "h36m", "num_joints": 17,
                     "keypoints_symmetry": [[4, 5, 6, 11, 12, 13], [1, 2, 3, 14, 15, 16]]}  # fmt: skip
         np.savez_compressed(root / f"data_2d_h36m_{detector}.npz", positions_2d=positions_2d, metadata=metadata)
+    metadata = h36m_metadata()
+    image_frames, codes = {}, {}
     for subject, names in (images or {}).items():
-        for name in names:
+        image_frames[subject], codes[subject] = {}, {}
+        for k, name in enumerate(names):
+            kept = h36m_fetch_frames(subject, worlds[subject][name])
+            image_frames[subject][name], codes[subject][name] = kept, 40 * k + 20
             for c, cam_id in enumerate(CAMERA_IDS):
                 w, h = INTRINSICS[cam_id]["size"]
-                folder = root / "images" / subject / name.replace(" ", "-") / "imageSequence" / cam_id
+                folder = root / "images" / subject / metadata[(subject, name)][0] / "imageSequence" / cam_id
                 folder.mkdir(parents=True, exist_ok=True)
-                kept = range(0, frames, image_every)
-                mask_list = []
                 for f in kept:
                     u, v = pixels[subject][name][c, f, 0]
                     img = np.zeros((h, w, 3), np.uint8)
-                    cv2.circle(img, (round(float(u)), round(float(v))), 40, (255, 255, 255), -1)
+                    cv2.circle(img, (round(float(u)), round(float(v))), 40, (40 * k + 20, 255, 255), -1)  # BGR
                     cv2.imwrite(str(folder / f"img_{f + 1:06d}.jpg"), img)
+    for subject, names in (masks or {}).items():
+        for name in names:
+            for c, cam_id in enumerate(CAMERA_IDS):
+                w, h = INTRINSICS[cam_id]["size"]
+                mask_list = []
                 for f in range(frames):
                     u, v = pixels[subject][name][c, f, 0]
                     mask = np.zeros((h, w), np.uint8)
                     cv2.circle(mask, (round(float(u)), round(float(v))), 60, 1, -1)
                     mask_list.append(mask)
-                if masks:
-                    write_h36m_masks(root / subject / "MySegmentsMat" / "ground_truth_bs" / f"{name}.{cam_id}.mat",
-                                     mask_list)  # fmt: skip
-    return {"world": worlds, "pixels_2d": pixels}
+                recording = metadata[(subject, name)][1]
+                write_h36m_masks(root / subject / "MySegmentsMat" / "ground_truth_bs" / f"{recording}.{cam_id}.mat",
+                                 mask_list)  # fmt: skip
+    return {"world": worlds, "pixels_2d": pixels, "image_frames": image_frames, "code": codes}
 
 
 def write_h36m_masks(path: Path, masks: list[np.ndarray]) -> None:
@@ -162,7 +242,7 @@ def write_h36m_masks(path: Path, masks: list[np.ndarray]) -> None:
         refs_group = f.create_group("#refs#")
         refs = []
         for i, mask in enumerate(masks):
-            ds = _matlab_array(refs_group, f"m{i}", mask.astype(np.uint8), "logical")
+            ds = _matlab_array(refs_group, f"m{i}", mask.astype(np.uint8), "logical", "gzip")  # MATLAB deflates too
             refs.append(ds.ref)
         cell = f.create_dataset("Masks", data=np.array(refs, dtype=h5py.ref_dtype).reshape(-1, 1))
         cell.attrs["MATLAB_class"] = np.bytes_("cell")
@@ -236,9 +316,11 @@ def write_mpi_calibration(path: Path, cams: list[dict]) -> None:
 
 
 def write_3dhp_train(root: Path, subjects: tuple[int, ...] = (1, 2), sequences: tuple[int, ...] = (1,),
-                     frames: int = 12, video_cameras: tuple[int, ...] = ()) -> dict:  # fmt: skip
+                     frames: int = 12, video_cameras: tuple[int, ...] = (),
+                     video_frames: int | None = None) -> dict:  # fmt: skip
     """``S<s>/Seq<q>/annot.mat`` (MATLAB v5: 14x1 cells ``annot2`` (F, 56), ``annot3``/``univ_annot3`` (F, 84),
     ``cameras`` 1x14, ``frames`` Fx1) and ``camera.calibration``; optionally ``imageSequence/video_<c>.avi``.
+    ``video_frames`` < ``frames`` writes videos shorter than the annotation, as the released sequences are.
 
     Returns {(s, q): {"world": (F, 17, 3) Z-up mm, "cams": [...], "annot3": (14, F, 17, 3), "annot2": (14, F, 17, 2),
     "univ": (14, F, 17, 3)}} in H36M order.
@@ -270,7 +352,9 @@ def write_3dhp_train(root: Path, subjects: tuple[int, ...] = (1, 2), sequences: 
                 "cameras": np.arange(14).reshape(1, 14), "frames": np.arange(frames).reshape(-1, 1)})  # fmt: skip
             write_mpi_calibration(folder / "camera.calibration", cams)
             for c in video_cameras:
-                write_video(folder / "imageSequence" / f"video_{c}.avi", frames, cams[c]["size"], "MJPG")
+                write_video(
+                    folder / "imageSequence" / f"video_{c}.avi", video_frames or frames, cams[c]["size"], "MJPG"
+                )
             out[(s, q)] = {"world": world, "cams": cams, "annot3": np.stack(a3), "annot2": np.stack(a2),
                            "univ": np.stack(univ)}  # fmt: skip
     return out
@@ -354,14 +438,15 @@ def write_video(path: Path, frames: int, size: tuple[int, int], fourcc: str = "m
 
 
 def write_surreal(root: Path, clips: dict[str, list[str]], frames: int = 6, extras: bool = True,
-                  swapped: bool = True) -> dict:  # fmt: skip
+                  swapped: bool = True, empty: tuple[int, ...] = ()) -> dict:  # fmt: skip
     """A SURREAL tree ``<root>/<split>/run0/<seq>/<seq>_c0001{.mp4,_info.mat,_segm.mat,_depth.mat,_gtflow.mat}``.
 
     ``clips``: {split: [sequence names like '01_01']}. The info file holds ``joints2D`` 2x24xT (rounded px, as
     SURREAL's check script asserts), ``joints3D`` 3x24xT (m), ``camLoc`` 3x1, ``pose``, ``shape``, ``zrot``, ``gender``,
     ``sequence``, ``clipNo``... With ``swapped``, the left/right labels are exchanged as in the released data.
     segm: a 40x30 px block of part 1 around the pelvis and part 2 elsewhere inside a box; depth 3.5 m there, 1e10
-    background; gtflow (u, v) = (1.5, -0.5) px.
+    background; gtflow (u, v) = (1.5, -0.5) px. ``empty``: 0-based frames written as SURREAL writes a frame without
+    the body in the render: ``joints3D`` all zero and ``joints2D`` all [0, 0] (the two checks of loader_SURREAL.lua).
 
     Returns {clip path stem: {"h36m_world": (T, 17, 3) mm in SURREAL's world, "cam_loc", "joints3D_smpl"}}.
     """
@@ -389,6 +474,7 @@ def write_surreal(root: Path, clips: dict[str, list[str]], frames: int = 6, extr
             X = smpl @ RT[:, :3].T + RT[:, 3]
             uvw = X @ SURREAL_K.T
             j2d = np.round(uvw[..., :2] / uvw[..., 2:])
+            smpl[list(empty)], j2d[list(empty)] = 0.0, 0.0
             info = {
                 "joints2D": j2d.transpose(2, 1, 0).astype(np.float32),
                 "joints3D": smpl.transpose(2, 1, 0).astype(np.float32),

@@ -12,7 +12,7 @@ from fixtures_formats import write_3dhp_test, write_3dhp_train, write_mpi_calibr
 from benchmark.config import load_datamodule
 from datamodules.cameras import project, world_to_camera
 from datamodules.recorded.base import DataFormatError
-from datamodules.recorded.mpi3dhp import ACTION_NAMES, CAMERA_SETS, FROM_17, FROM_28, MPIINF3DHP
+from datamodules.recorded.mpi3dhp import ACTION_NAMES, CAMERA_SETS, FROM_17, FROM_28, MPIINF3DHP, TRAIN_SEQUENCES
 from datamodules.skeleton import H36M_14_SUBSET, H36M_17
 from metrics.mpi3dhp import JOINT_GROUPS, JOINT_SETS, evaluate_3dhp
 
@@ -20,7 +20,8 @@ from metrics.mpi3dhp import JOINT_GROUPS, JOINT_SETS, evaluate_3dhp
 @pytest.fixture(scope="module")
 def mpi(tmp_path_factory):
     root = tmp_path_factory.mktemp("3dhp")
-    train = write_3dhp_train(root, subjects=(1, 2), sequences=(1,), frames=12, video_cameras=(0,))
+    # As released, the annotation (12 rows) runs past the end of the video (10 frames).
+    train = write_3dhp_train(root, subjects=(1, 2), sequences=(1,), frames=12, video_cameras=(0,), video_frames=10)
     test = write_3dhp_test(root / "mpi_inf_3dhp_test_set", sequences=(1, 5), frames=20, images=(1,))
     return root, train, test
 
@@ -64,6 +65,24 @@ def test_training_sequences(mpi):
     assert batch["joints_3d"].shape == (8, 14, 17, 3)
 
 
+def test_training_rows_cut_to_the_video(mpi, monkeypatch):
+    # mpii_get_sequence_info.m: S1/Seq1 6416 frames at 25 fps, S1/Seq2 12430 at 50, S8/Seq2 6054 at 25.
+    assert (TRAIN_SEQUENCES[(1, 1)], TRAIN_SEQUENCES[(1, 2)], TRAIN_SEQUENCES[(8, 2)]) == ((6416, 25), (12430, 50),
+                                                                                           (6054, 25))  # fmt: skip
+    assert len(TRAIN_SEQUENCES) == 16 and {fps for _, fps in TRAIN_SEQUENCES.values()} == {25, 50}
+    root, train, _ = mpi
+    monkeypatch.setitem(TRAIN_SEQUENCES, (1, 1), (10, 50))  # the fixture's S1/Seq1 video: 10 frames, 12 rows
+    dm = dm_for(root)
+    t = dm.build("train").tensors
+    s1 = t["subject"] == 1
+    assert s1.sum() == 10 * 5 and t["frame"][s1].max() == 9 and (t["subject"] == 2).sum() == 12 * 5
+    assert dm.sequence_info[(1, 1)] == {"rows": 12, "frames": 10, "fps": 50}
+    assert dm.sequence_info[(2, 1)] == {"rows": 12, "frames": 12, "fps": 25}
+    cams = list(CAMERA_SETS["chest"])
+    expected = torch.tensor(train[(1, 1)]["annot3"][cams][:, :10].transpose(1, 0, 2, 3).reshape(-1, 17, 3)).float()
+    assert (t["joints_3d"][s1] - expected).abs().max() < 0.01
+
+
 def test_test_set_valid_frames_activities_and_K(mpi):
     root, _, test = mpi
     dm = dm_for(root, test_annotation="annot3")
@@ -90,10 +109,12 @@ def test_test_set_valid_frames_activities_and_K(mpi):
 def test_pixels_from_video_and_test_images(mpi):
     root, _, _ = mpi
     dm = dm_for(root, train_subjects=[1], cameras=[0], test_sequences=[1], pixels=["image"], image_size=32, crop="full")
-    batch = dm.build("train").__getitems__([0, 3, 10])
+    data = dm.build("train")
+    assert data.tensors["frame"].tolist() == list(range(10))  # 12 annotated rows, 10 video frames
+    batch = data.__getitems__([0, 3, 9])
     assert batch["image"].shape == (3, 3, 32, 32)
     # video_0.avi frame n is grey 20 * (n % 12) + 10: the right frames are decoded (MJPG is lossy by a few levels).
-    assert torch.allclose(batch["image"].mean((1, 2, 3)) * 255, torch.tensor([10.0, 70.0, 210.0]), atol=4)
+    assert torch.allclose(batch["image"].mean((1, 2, 3)) * 255, torch.tensor([10.0, 70.0, 190.0]), atol=4)
     val = dm.build("val").__getitems__([0, 1, 2, 3])
     assert torch.allclose(val["image"].mean((1, 2, 3)) * 255, 10.0 * (val["frame"] % 20).float(), atol=3)
     assert (project(val["joints_3d"], val["K"]) - val["joints_2d"]).abs().max() > 0  # univ_annot3: not projective
@@ -175,6 +196,19 @@ def test_joint_groups_partition_their_sets():
     for name, groups in JOINT_GROUPS.items():
         assert sorted(j for g in groups.values() for j in g) == sorted(JOINT_SETS[name])
     assert JOINT_SETS["h36m14"] == tuple(H36M_14_SUBSET) and len(JOINT_SETS["h36m14"]) == 14
+
+
+def test_all17_groups_are_the_released_scripts():
+    # The released mpii_get_pck_auc_joint_groups.m, 1-based into the test set's 17 'relevant' joints; the later
+    # variant (h36m14) comments out the head centre [17] and spine [16] and drops the pelvis [15] from Hip.
+    released = {"Head": [1, 17], "Neck": [2], "Shoulder": [3, 6], "Elbow": [4, 7], "Wrist": [5, 8], "Spine": [16],
+                "Hip": [9, 12, 15], "Knee": [10, 13], "Ankle": [11, 14]}  # fmt: skip
+    as_h36m = {g: sorted(j for j in range(17) if FROM_17[j] + 1 in mpi) for g, mpi in released.items()}
+    assert as_h36m == {g: sorted(j) for g, j in JOINT_GROUPS["all17"].items()}
+    variant = {g: [i for i in mpi if i not in (15, 16, 17)] for g, mpi in released.items() if g != "Spine"}
+    assert {g: sorted(j for j in range(17) if FROM_17[j] + 1 in mpi) for g, mpi in variant.items()} == {
+        g: sorted(j) for g, j in JOINT_GROUPS["h36m14"].items()
+    }
 
 
 def test_perfect_prediction_from_the_loader_scores_as_the_scripts(mpi):

@@ -14,6 +14,7 @@ from fixtures_formats import write_3dhp_test, write_3dhp_train, write_h36m, writ
 from benchmark.data_cli import main as data_cli
 from datamodules.recorded.check import check_dataset
 from datamodules.recorded.h36m import ACTIONS, SUBJECTS
+from datamodules.recorded.mpi3dhp import TRAIN_SEQUENCES
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,8 @@ def trees(tmp_path_factory):
     write_h36m(base / "h36m", {s: names for s in SUBJECTS}, frames=3)
     write_3dhp_train(base / "3dhp", subjects=tuple(range(1, 9)), sequences=(1, 2), frames=2)
     write_3dhp_test(base / "3dhp" / "mpi_inf_3dhp_test_set", sequences=tuple(range(1, 7)), frames=4)
-    write_surreal(base / "surreal", {"train": ["01_01", "01_02"], "val": ["02_01"], "test": ["03_01"]}, frames=3)
+    write_surreal(base / "surreal", {"train": ["01_01", "01_02"], "val": ["02_01"], "test": ["03_01"]}, frames=3,
+                  empty=(1,))  # fmt: skip
     return base
 
 
@@ -40,6 +42,24 @@ def test_complete_trees_pass(trees, dataset, capsys):
     assert check_dataset(dataset, trees / dataset) == []
     assert f"data check {dataset} {trees / dataset}: OK" in capsys.readouterr().out
     assert data_cli(["check", dataset, str(trees / dataset)]) == 0
+
+
+def test_counts_are_reported(trees, tmp_path, capsys, monkeypatch):
+    # h36m-fetch keeps frames 0 and 64 of S9's 65 (every 64th): 63 of 65 per camera have no image.
+    write_h36m(tmp_path / "h36m", {"S9": ["Walking 1"]}, frames=65, images={"S9": ("Walking 1",)})
+    check_dataset("h36m", tmp_path / "h36m")
+    assert "checked images/: 4 frame folders; 252 of 260 annotated (frame, camera) pairs have no image" in (
+        capsys.readouterr().out
+    )
+    monkeypatch.setitem(TRAIN_SEQUENCES, (3, 2), (1, 25))  # S3/Seq2: 2 annotated rows, a 1-frame video
+    check_dataset("3dhp", trees / "3dhp")
+    assert "checked 16 of 16 training sequences complete, 1 annotation rows past the videos' ends cut" in (
+        capsys.readouterr().out
+    )
+    check_dataset("surreal", trees / "surreal")
+    out = capsys.readouterr().out
+    assert "checked train: 2 clips, 2 segm, 2 depth, 2 gtflow, 2 empty frames left out (joints3D all zero)" in out
+    assert "checked test: 1 clips, 1 segm, 1 depth, 1 gtflow, 1 empty frames left out" in out
 
 
 def test_h36m_problems_are_named(trees, tmp_path, capsys):

@@ -6,16 +6,26 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from fixtures_formats import _qrot, write_h36m
+from fixtures_formats import _qrot, h36m_metadata, write_h36m
 
 from benchmark.config import load_datamodule
 from datamodules.cameras import project, world_to_camera
 from datamodules.recorded.base import DataFormatError, action_wise_mean
 from datamodules.recorded.distortion import distort, project_distorted, undistort_points
-from datamodules.recorded.h36m import ACTIONS, CAMERA_IDS, EXTRINSICS, INTRINSICS, Human36M, camera_parameters
+from datamodules.recorded.h36m import (
+    ACTIONS,
+    CAMERA_IDS,
+    EXTRINSICS,
+    INTRINSICS,
+    Human36M,
+    camera_parameters,
+    fetch_folder,
+)
 
 SEQUENCES = {"S1": ["Directions 1", "TakingPhoto"], "S5": ["Walking 1"], "S9": ["Walking 1"],
              "S11": ["Directions", "Directions 1"]}  # fmt: skip
+#: Recordings whose h36m-fetch folder is not their name with '-' (S1 "Eating 2" is Eating-1, "Eating" Eating-2).
+PIXEL_SEQUENCES = {"S1": ["Eating 2", "Eating", "Photo 1", "WalkTogether 1"], "S9": ["Walking 1"]}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +37,8 @@ def h36m(tmp_path_factory):
 @pytest.fixture(scope="module")
 def h36m_pixels(tmp_path_factory):
     root = tmp_path_factory.mktemp("h36m_pixels")
-    info = write_h36m(root, {"S9": ["Walking 1"]}, frames=40, images={"S9": ("Walking 1",)}, masks=True)
+    info = write_h36m(root, PIXEL_SEQUENCES, frames=65, images=PIXEL_SEQUENCES,
+                      masks={"S1": ("Photo 1",), "S9": ("Walking 1",)})  # fmt: skip
     return root, info
 
 
@@ -150,9 +161,10 @@ def test_images_masks_and_cropped_intrinsics(h36m_pixels):
     dm = Human36M(str(root), train_subjects=["S9"], val_subjects=["S9"], test_subjects=["S9"], pixels=["image", "mask"],
                   image_size=64, batch_size=8)  # fmt: skip
     data = dm.build("train")
-    assert len(data) == 8 * 4  # h36m-fetch wrote every 5th of 40 frames: only those are used
-    batch = data.__getitems__(list(range(0, 32, 3)))
-    assert batch["image"].shape == (11, 3, 64, 64) and batch["mask"].shape == (11, 1, 64, 64)
+    assert len(data) == 2 * 4  # h36m-fetch kept frames 0 and 64 of S9's 65: only those are used
+    assert sorted(set(data.tensors["frame"].tolist())) == [0, 64]
+    batch = data.__getitems__(list(range(8)))
+    assert batch["image"].shape == (8, 3, 64, 64) and batch["mask"].shape == (8, 1, 64, 64)
     assert (
         batch["image"].dtype == torch.float32 and 0 <= float(batch["image"].min()) <= float(batch["image"].max()) <= 1
     )
@@ -170,11 +182,49 @@ def test_images_masks_and_cropped_intrinsics(h36m_pixels):
         project_distorted(batch["joints_3d"], batch["K"], batch["distortion"]) - batch["joints_2d"]
     ).abs().max() < 1e-2
     multi = Human36M(str(root), train_subjects=["S9"], pixels=["image"], image_size=32, multiview=True).build("train")
-    views = multi.__getitems__([0, 5])
+    views = multi.__getitems__([0, 1])
     assert views["image"].shape == (2, 4, 3, 32, 32) and views["K"].shape == (2, 4, 3, 3)
     assert (centroid(views["image"].mean(2) > 0.5) - views["joints_2d_gt"][:, :, 0]).abs().max() < 1.0
     full = Human36M(str(root), train_subjects=["S9"], pixels=["image"], crop="full", image_size=100).build("train")
     assert full.tensors["K"][0, 0, 0] == pytest.approx(INTRINSICS[CAMERA_IDS[0]]["focal"][0] * 0.1, rel=1e-6)
+
+
+def test_fetch_folders_follow_metadata_table():
+    table = h36m_metadata()  # the fixture's own transcription of metadata.xml
+    assert len(table) == 7 * 30
+    assert all(fetch_folder(subject, name) == table[(subject, name)] for subject, name in table)
+    # The issue's examples, by hand: the folder is metadata.xml's (action, subaction), not the name.
+    assert fetch_folder("S1", "Directions 1") == ("Directions-1", "Directions 1")
+    assert fetch_folder("S1", "Directions") == ("Directions-2", "Directions")
+    assert fetch_folder("S1", "Eating 2")[0] == "Eating-1" and fetch_folder("S11", "Greeting 2")[0] == "Greeting-1"
+    assert fetch_folder("S1", "WalkTogether 1")[0] == "WalkingTogether-1"
+    assert fetch_folder("S1", "Photo 1") == ("TakingPhoto-1", "TakingPhoto 1")  # the original name names the masks
+    assert fetch_folder("S6", "Photo 1")[0] == "TakingPhoto-2"
+    with pytest.raises(DataFormatError, match=r"S5/'Photo 1' is not a recording of S5"):
+        fetch_folder("S5", "Photo 1")
+
+
+def test_frames_come_from_their_own_recording(h36m_pixels):
+    root, info = h36m_pixels
+    dm = Human36M(str(root), train_subjects=["S1"], pixels=["image"], image_size=64)
+    data = dm.build("train")
+    t = data.tensors
+    names = [name for _, name in dm.sequences("train")]
+    assert sorted(names) == sorted(PIXEL_SEQUENCES["S1"])
+    # Exactly the frames h36m-fetch extracted (the 40 mm rule), for every camera.
+    seq = t["sequence"] // 4
+    for i, name in enumerate(names):
+        kept = info["image_frames"]["S1"][name]
+        assert 1 < len(kept) < 65 and t["frame"][seq == i].tolist() == np.repeat(kept, 4).tolist()
+    # Each row's disc carries its recording's blue level (JPEG: within a few levels).
+    first = [int(torch.nonzero(seq == i)[0]) for i in range(len(names))]
+    image = data.__getitems__(first)["image"]
+    disc = image[:, 0] > 0.5  # red is 255 inside the disc only
+    blue = (image[:, 2] * disc).sum((1, 2)) / disc.sum((1, 2)) * 255
+    expected = torch.tensor([float(info["code"]["S1"][n]) for n in names])
+    assert (blue - expected).abs().max() < 6
+    masks = Human36M(str(root), train_subjects=["S1"], actions=["Photo"], pixels=["mask"], image_size=32)
+    assert masks.build("train").__getitems__([0])["mask"].any()  # read from 'TakingPhoto 1.54138969.mat'
 
 
 def test_errors_name_the_file(h36m, tmp_path):
@@ -183,7 +233,9 @@ def test_errors_name_the_file(h36m, tmp_path):
         dm_for(tmp_path).build("train")
     with pytest.raises(FileNotFoundError, match="data_2d_h36m_cpn_ft_h36m_dbb.npz"):
         dm_for(root, keypoints="cpn_ft_h36m_dbb").build("train")
-    with pytest.raises(FileNotFoundError, match="imageSequence"):
+    with pytest.raises(
+        FileNotFoundError, match=r"S1/'Directions 1' camera 54138969: no img_%06d.jpg in .*Directions-1"
+    ):
         dm_for(root, pixels=["image"]).build("train")
     with pytest.raises(ValueError, match="S2"):
         dm_for(root, train_subjects=["S2"])

@@ -13,8 +13,8 @@ from fixtures_formats import write_surreal
 
 from benchmark.config import load_datamodule
 from datamodules.cameras import project, world_to_camera
-from datamodules.recorded.base import DataFormatError
-from datamodules.recorded.surreal import R_WORLD_TO_CV, SUITE_FROM_SURREAL, SURREAL, surreal_camera
+from datamodules.recorded.base import DataFormatError, affine_intrinsics, apply_affine_2d, crop_affines
+from datamodules.recorded.surreal import K_SURREAL, R_WORLD_TO_CV, SUITE_FROM_SURREAL, SURREAL, surreal_camera
 from datamodules.skeleton import H36M_17
 
 HEAD, NECK, HIP = H36M_17.index("Head"), H36M_17.index("Thorax"), H36M_17.index("Hip")
@@ -49,6 +49,26 @@ def test_camera_from_camloc_hand_computed():
     # The camera centre in the suite's world stands 0.98 m above the ground (Z up).
     centre = -R.T @ t
     assert torch.allclose(centre, torch.tensor([1929.3, -6745.6, 983.9]), atol=1e-2)
+
+
+def test_released_sample_projects_onto_its_joints2D_through_a_crop():
+    # SURREAL's released misc/3Dto2D/01_01_c0001_info.mat: camLoc, and frame 1's joints 4..6 (joints3D m, joints2D).
+    cam_loc = torch.tensor([6.745622158050537, -0.9838830232620239, -1.929298996925354])
+    j3d = torch.tensor([[0.09616656601428986, -1.1325100660324097, -1.9798929691314697],
+                        [0.02472154051065445, -0.5054571628570557, -2.104264497756958],
+                        [0.14073699712753296, -0.4899463951587677, -1.8554044961929321]]) * 1000  # fmt: skip
+    j2d = torch.tensor([[165.0, 107.0], [176.0, 163.0], [153.0, 165.0]])
+    R, t = surreal_camera(cam_loc)
+    cam = world_to_camera((j3d @ SUITE_FROM_SURREAL.T)[None], R[None], t[None])
+    assert torch.equal(project(cam, K_SURREAL[None]).round()[0], j2d)  # the released rounding, to the pixel
+    shifted = K_SURREAL.clone()
+    shifted[:2, 2] -= 0.5  # a half-pixel shift would no longer reproduce the released joints2D
+    assert not torch.equal(project(cam, shifted[None]).round()[0], j2d)
+    # Through a person crop (x4 zoom), the cropped K still lands on the cropped joints2D (up to their rounding).
+    A = crop_affines(j2d[None], torch.ones(1, 3, dtype=torch.bool), torch.tensor([[320, 240]]), "person", 256)
+    cropped = project(cam, affine_intrinsics(K_SURREAL[None], A))
+    scale = float(A[0, 0, 0])
+    assert (cropped - apply_affine_2d(j2d[None], A)).abs().max() <= 0.5 * scale + 1e-3
 
 
 def test_poses_projection_and_left_right(surreal):
@@ -101,6 +121,18 @@ def test_pixels_image_mask_parts_depth_flow(surreal):
     m = (batch["parts"] == 1).float()
     centre = torch.stack([(xs * m).sum((1, 2)), (ys * m).sum((1, 2))], -1) / m.sum((1, 2)).unsqueeze(-1)
     assert (centre - batch["joints_2d"][:, 0]).abs().max() < 1.5
+
+
+def test_empty_frames_are_left_out(tmp_path):
+    # Frames 0 and 3 of 6 have joints3D all zero (the body out of the render): SURREAL's loader skips them.
+    write_surreal(tmp_path, {"test": ["08_01"]}, frames=6, extras=False, empty=(0, 3))
+    dm = dm_for(tmp_path, pixels=["image"], crop="full", image_size=32)
+    data = dm.build("test")
+    assert data.tensors["frame"].tolist() == [1, 2, 4, 5] and dm.dropped_empty["test"] == 2
+    assert data.tensors["joints_3d"][..., 2].min() > 4000  # no zero pose slipped in (it would sit at the camera)
+    # The kept rows read their own video frames: frame n is grey 20 n + 10.
+    grey = data.__getitems__([0, 1, 2, 3])["image"].mean((1, 2, 3)) * 255
+    assert torch.allclose(grey, torch.tensor([30.0, 50.0, 90.0, 110.0]), atol=4)
 
 
 def test_errors_name_the_file(surreal, tmp_path):

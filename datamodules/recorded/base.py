@@ -270,6 +270,16 @@ class VideoFile(FrameSource):
             cap.release()
         return out  # type: ignore[return-value]
 
+    def available(self) -> np.ndarray:
+        """Frames 0 .. count - 1 of the video's header (an annotation may run past the video's end)."""
+        require_file(self.path, "video")
+        cap = cv2.VideoCapture(str(self.path))
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+        cap.release()
+        if count < 0:
+            raise DataFormatError(f"video {self.path} cannot be opened by OpenCV (corrupt or unsupported codec)")
+        return np.arange(count)
+
 
 class MatFrames(FrameSource):
     """One variable per frame in a MATLAB v5 file, e.g. SURREAL's ``segm_1``, ``depth_1``, ``gtflow_1``.

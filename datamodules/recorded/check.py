@@ -3,7 +3,9 @@
 Every file the loaders read is opened with the loaders' own readers (so the check and the loaders agree on what is
 malformed) and every problem is reported with the file it is in: a missing file, an unreadable or truncated
 ``.mat``/``.npz``, a wrong array shape, 2D sequences shorter than their 3D, a video shorter than its annotation.
-Optional parts (extracted frames, masks, SURREAL's segmentation/depth/flow) are checked when present.
+Optional parts (extracted frames, masks, SURREAL's segmentation/depth/flow) are checked when present. It also counts
+what the loaders leave out: Human3.6M frames without an extracted image, MPI-INF-3DHP annotation rows past the end
+of their videos, SURREAL frames whose joints3D are all zero.
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ def check_h36m(root: Path) -> tuple[list[str], list[str]]:
         CAMERA_IDS,
         SUBJECTS,
         action_of,
+        fetch_folder,
         read_positions_2d,
         read_positions_3d,
-        sequence_folder_names,
     )
 
     problems: list[str] = []
@@ -78,19 +80,24 @@ def check_h36m(root: Path) -> tuple[list[str], list[str]]:
                                     f"camera, fewer than the {len(pos)} 3D frames")  # fmt: skip
     images = root / "images"
     if images.is_dir() and data3d is not None:
-        count = 0
+        count = with_image = annotated = 0
         for subject, sequences in data3d.items():
-            for name in sequences:
-                for camera in CAMERA_IDS:
-                    tried = [images / subject / d / "imageSequence" / camera for d in sequence_folder_names(name)]
-                    folder = next((p for p in tried if p.is_dir()), None)
-                    if folder is None:
-                        problems.append(f"frames of {subject}/{name!r} camera {camera}: no folder {tried[0]}")
-                    elif not any(folder.glob("img_*.jpg")):
+            for name, pos in sequences.items():
+                folder_name = _attempt(problems, lambda s, n: fetch_folder(s, n)[0], subject, name)
+                for camera in CAMERA_IDS if folder_name else ():
+                    folder = images / subject / folder_name / "imageSequence" / camera
+                    numbers = {int(p.stem[4:]) for p in folder.glob("img_*.jpg")} if folder.is_dir() else set()
+                    if not folder.is_dir():
+                        problems.append(f"frames of {subject}/{name!r} camera {camera}: no folder {folder} "
+                                        "(h36m-fetch's folder for this recording, per metadata.xml)")  # fmt: skip
+                    elif not numbers:
                         problems.append(f"{folder}: no img_%06d.jpg frames")
                     else:
                         count += 1
-        checked.append(f"images/: {count} frame folders")
+                    annotated += len(pos)
+                    with_image += len(numbers & set(range(1, len(pos) + 1)))
+        checked.append(f"images/: {count} frame folders; {annotated - with_image} of {annotated} annotated "
+                       "(frame, camera) pairs have no image and are left out with pixels")  # fmt: skip
     mask_files = sorted(root.glob("S*/MySegmentsMat/ground_truth_bs/*.mat"))
     for path in mask_files:
         _attempt(problems, lambda p: MatlabCellMasks(p).available(), path)
@@ -105,11 +112,11 @@ def check_3dhp(root: Path, test_root: Path | None = None) -> tuple[list[str], li
 
     ``test_root`` defaults to ``root/mpi_inf_3dhp_test_set``, or ``root`` itself when it holds ``TS1``.
     """
-    from .mpi3dhp import read_calibration, read_test_annotation, read_train_annotation
+    from .mpi3dhp import TRAIN_SEQUENCES, read_calibration, read_test_annotation, read_train_annotation
 
     problems: list[str] = []
     checked: list[str] = []
-    count = 0
+    count = cut = 0
     for s in range(1, 9):
         for q in (1, 2):
             folder = root / f"S{s}" / f"Seq{q}"
@@ -118,9 +125,11 @@ def check_3dhp(root: Path, test_root: Path | None = None) -> tuple[list[str], li
                 continue
             annot = _attempt(problems, read_train_annotation, folder / "annot.mat")
             calib = _attempt(problems, read_calibration, folder / "camera.calibration")
+            if annot is not None:
+                cut += max(0, annot["annot3"].shape[1] - TRAIN_SEQUENCES[(s, q)][0])
             if annot is not None and calib is not None:
                 count += 1
-    checked.append(f"{count} of 16 training sequences complete")
+    checked.append(f"{count} of 16 training sequences complete, {cut} annotation rows past the videos' ends cut")
     if test_root is None:  # the test set unpacked inside root, or root is the test set itself
         test_root = root if (root / "TS1").is_dir() else root / "mpi_inf_3dhp_test_set"
     count = 0
@@ -167,7 +176,7 @@ def _mat_frames(path: Path, prefix: str, frames: int, shape: tuple[int, ...], al
 
 def check_surreal(root: Path, max_clips: int | None = None) -> tuple[list[str], list[str]]:
     """Problems and a summary for ``root`` = ``SURREAL/data/cmu`` (``max_clips`` per split, None = all)."""
-    from .surreal import read_info
+    from .surreal import empty_frames, read_info
 
     problems: list[str] = []
     checked: list[str] = []
@@ -186,8 +195,10 @@ def check_surreal(root: Path, max_clips: int | None = None) -> tuple[list[str], 
             problems.append(f"SURREAL {split}: no <sequence>_c%04d_info.mat under {folder}/run*/<sequence>/")
             continue
         extras_present = {kind: 0 for kind in ("segm", "depth", "gtflow")}
+        empty = 0
         for info_path in infos:
             info = _attempt(problems, read_info, info_path)
+            empty += 0 if info is None else int(empty_frames(info["joints3D"]).sum())
             stem = str(info_path)[: -len("_info.mat")]
             video = Path(stem + ".mp4")
             if not video.is_file():
@@ -211,7 +222,8 @@ def check_surreal(root: Path, max_clips: int | None = None) -> tuple[list[str], 
             if 0 < n < len(infos):
                 problems.append(f"SURREAL {split}: only {n} of {len(infos)} clips have _{kind}.mat; pixels that need "
                                 "it will fail on the others")  # fmt: skip
-        checked.append(f"{split}: {len(infos)} clips" + "".join(f", {n} {k}" for k, n in extras_present.items() if n))
+        checked.append(f"{split}: {len(infos)} clips" + "".join(f", {n} {k}" for k, n in extras_present.items() if n)
+                       + f", {empty} empty frames left out (joints3D all zero)")  # fmt: skip
     return problems, checked
 
 

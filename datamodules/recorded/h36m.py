@@ -10,12 +10,15 @@ write):
   54138969, 55011271, 58860488, 60457274, with T' >= T (some videos have extra frames; they are cut to T);
   ``metadata`` -> {``layout_name`` (optional, must be 'h36m'), ``num_joints`` 17, ``keypoints_symmetry``}.
 * Pixels (optional, ``pixels: [image]``), in the layout of the h36m-fetch extraction tool (``process_all.py``):
-  ``<image_root>/<subject>/<action>/imageSequence/<camera id>/img_%06d.jpg`` with 1-based frame numbers; ``<action>``
-  is the archive's name with spaces as '-' or '_' or kept ("Directions 1" -> "Directions-1"), or the original
-  H36M name (TakingPhoto/WalkingDog). h36m-fetch extracts every 5th training and every 64th test frame; only frames
-  with an image are used.
+  ``<image_root>/<subject>/<ActionName>-<subaction>/imageSequence/<camera id>/img_%06d.jpg`` with 1-based frame
+  numbers. The folder is not derived from the archive's sequence name: the dataset's ``metadata.xml`` says which
+  recording is which (action, subaction) per subject (S1 "Eating 2" -> ``Eating-1``, "Eating" -> ``Eating-2``;
+  "WalkTogether 1" -> ``WalkingTogether-1``); :data:`RECORDINGS` embeds that table. Current h36m-fetch keeps every
+  64th frame of S9/S11 and, for the training subjects, a frame whenever a joint moved 40 mm since the last kept one;
+  only frames that have an image are used, and a sequence whose folder is missing or empty is an error.
 * Masks (optional, ``pixels: [..., mask]``): the official foreground masks
-  ``<mask_root>/<subject>/MySegmentsMat/ground_truth_bs/<action>.<camera id>.mat`` (MATLAB v7.3, cell ``Masks``).
+  ``<mask_root>/<subject>/MySegmentsMat/ground_truth_bs/<recording>.<camera id>.mat`` (MATLAB v7.3, cell ``Masks``),
+  named by the original recording name of the same table (S1 "Photo 1" -> "TakingPhoto 1").
 
 World frame: Human3.6M's (Z up, mm). The camera intrinsics (focal length, centre, radial k1..k3, tangential p1, p2,
 resolution) and every subject's extrinsics (camera-to-world quaternion and camera position, mm) are the published
@@ -139,7 +142,43 @@ SYMMETRY_17 = ((4, 5, 6, 11, 12, 13), (1, 2, 3, 14, 15, 16))
 ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases", "Sitting",
            "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether")  # fmt: skip
 ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog"}
-ORIGINAL_NAMES = {v: k for k, v in ALIASES.items()}
+
+
+#: h36m-fetch's folder action names: metadata.xml's ``actionnames`` for actions 2..16 (1 is '_ALL', never extracted).
+FETCH_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Posing", "Purchases", "Sitting",
+                 "SittingDown", "Smoking", "TakingPhoto", "Waiting", "Walking", "WalkingDog", "WalkingTogether")  # fmt: skip
+#: metadata.xml's ``mapping`` (Human3.6M's metadata, as shipped with h36m-fetch): per subject the recording (original
+#: file name) of action 2..16, subaction 1 then 2, in order; h36m-fetch extracts it to ``<FETCH_ACTIONS[a]>-<sub>``.
+RECORDINGS = {
+    "S1": ("Directions 1", "Directions", "Discussion 1", "Discussion", "Eating 2", "Eating", "Greeting 1", "Greeting",
+            "Phoning 1", "Phoning", "Posing 1", "Posing", "Purchases 1", "Purchases", "Sitting 1", "Sitting 2",
+            "SittingDown 2", "SittingDown", "Smoking 1", "Smoking", "TakingPhoto 1", "TakingPhoto", "Waiting 1",
+            "Waiting", "Walking 1", "Walking", "WalkingDog 1", "WalkingDog", "WalkTogether 1", "WalkTogether"),
+    "S5": ("Directions 1", "Directions 2", "Discussion 2", "Discussion 3", "Eating 1", "Eating", "Greeting 1",
+            "Greeting 2", "Phoning 1", "Phoning", "Posing 1", "Posing", "Purchases 1", "Purchases", "Sitting 1",
+            "Sitting", "SittingDown", "SittingDown 1", "Smoking 1", "Smoking", "Photo", "Photo 2", "Waiting 1",
+            "Waiting 2", "Walking 1", "Walking", "WalkDog 1", "WalkDog", "WalkTogether 1", "WalkTogether"),
+    "S6": ("Directions 1", "Directions", "Discussion 1", "Discussion", "Eating 1", "Eating 2", "Greeting 1",
+            "Greeting", "Phoning 1", "Phoning", "Posing 2", "Posing", "Purchases 1", "Purchases", "Sitting 1",
+            "Sitting 2", "SittingDown 1", "SittingDown", "Smoking 1", "Smoking", "Photo", "Photo 1", "Waiting 3",
+            "Waiting", "Walking 1", "Walking", "WalkDog 1", "WalkDog", "WalkTogether 1", "WalkTogether"),
+    "S7": ("Directions 1", "Directions", "Discussion 1", "Discussion", "Eating 1", "Eating", "Greeting 1", "Greeting",
+            "Phoning 2", "Phoning", "Posing 1", "Posing", "Purchases 1", "Purchases", "Sitting 1", "Sitting",
+            "SittingDown", "SittingDown 1", "Smoking 1", "Smoking", "Photo", "Photo 1", "Waiting 1", "Waiting 2",
+            "Walking 1", "Walking 2", "WalkDog 1", "WalkDog", "WalkTogether 1", "WalkTogether"),
+    "S8": ("Directions 1", "Directions", "Discussion 1", "Discussion", "Eating 1", "Eating", "Greeting 1", "Greeting",
+            "Phoning 1", "Phoning", "Posing 1", "Posing", "Purchases 1", "Purchases", "Sitting 1", "Sitting",
+            "SittingDown", "SittingDown 1", "Smoking 1", "Smoking", "Photo 1", "Photo", "Waiting 1", "Waiting",
+            "Walking 1", "Walking", "WalkDog 1", "WalkDog", "WalkTogether 1", "WalkTogether 2"),
+    "S9": ("Directions 1", "Directions", "Discussion 1", "Discussion 2", "Eating 1", "Eating", "Greeting 1",
+            "Greeting", "Phoning 1", "Phoning", "Posing 1", "Posing", "Purchases 1", "Purchases", "Sitting 1",
+            "Sitting", "SittingDown", "SittingDown 1", "Smoking 1", "Smoking", "Photo 1", "Photo", "Waiting 1",
+            "Waiting", "Walking 1", "Walking", "WalkDog 1", "WalkDog", "WalkTogether 1", "WalkTogether"),
+    "S11": ("Directions 1", "Directions", "Discussion 1", "Discussion 2", "Eating 1", "Eating", "Greeting 2",
+            "Greeting", "Phoning 3", "Phoning 2", "Posing 1", "Posing", "Purchases 1", "Purchases", "Sitting 1",
+            "Sitting", "SittingDown", "SittingDown 1", "Smoking 2", "Smoking", "Photo 1", "Photo", "Waiting 1",
+            "Waiting", "Walking 1", "Walking", "WalkDog 1", "WalkDog", "WalkTogether 1", "WalkTogether"),
+}  # fmt: skip
 
 
 def action_of(sequence_name: str) -> str:
@@ -247,15 +286,19 @@ def read_positions_2d(path: Path) -> tuple[dict[str, dict[str, list[np.ndarray]]
     return out, meta
 
 
-def sequence_folder_names(name: str) -> list[str]:
-    """Folder names an extraction tool may have used for archive sequence ``name`` (first match wins)."""
-    base, _, number = name.partition(" ")
-    originals = [ORIGINAL_NAMES.get(base, base)]
-    out = []
-    for b in dict.fromkeys([base, *originals]):
-        full = f"{b} {number}".strip()
-        out += [full.replace(" ", "-"), full.replace(" ", "_"), full]
-    return list(dict.fromkeys(out))
+def canonical_name(name: str) -> str:
+    """VideoPose3D's name of a recording: 'TakingPhoto 1' -> 'Photo 1', 'WalkingDog' -> 'WalkDog'."""
+    return name.replace("TakingPhoto", "Photo").replace("WalkingDog", "WalkDog")
+
+
+def fetch_folder(subject: str, name: str) -> tuple[str, str]:
+    """(h36m-fetch folder, original recording name) of archive sequence ``subject``/``name`` via :data:`RECORDINGS`."""
+    recordings = [canonical_name(r) for r in RECORDINGS.get(subject, ())]
+    if canonical_name(name) not in recordings:
+        raise DataFormatError(f"Human3.6M sequence {subject}/{name!r} is not a recording of {subject} in the dataset's "
+                              f"metadata.xml (it has {sorted(recordings)}); fix the name in data_3d_h36m.npz")  # fmt: skip
+    i = recordings.index(canonical_name(name))
+    return f"{FETCH_ACTIONS[i // 2]}-{i % 2 + 1}", RECORDINGS[subject][i]
 
 
 @register
@@ -412,23 +455,18 @@ class Human36M(RecordedDataModule):
         for subject, name, cam in self._videos[split]:
             camera_id = CAMERA_IDS[cam]
             entry: dict[str, FrameSource] = {}
+            folder_name, recording = fetch_folder(subject, name)
             if "image" in self.pixels:
-                tried = [
-                    self.image_root / subject / d / "imageSequence" / camera_id for d in sequence_folder_names(name)
-                ]
-                folder = next((p for p in tried if p.is_dir()), None)
-                if folder is None:
-                    raise FileNotFoundError(f"Human3.6M frames of {subject}/{name!r} camera {camera_id} not found; "
-                                            f"tried {[str(p) for p in tried]} (layout: <image_root>/<subject>/<action>"
-                                            "/imageSequence/<camera>/img_%06d.jpg)")  # fmt: skip
+                folder = self.image_root / subject / folder_name / "imageSequence" / camera_id
+                if not folder.is_dir() or not any(folder.glob("img_*.jpg")):
+                    raise FileNotFoundError(f"Human3.6M frames of {subject}/{name!r} camera {camera_id}: no "
+                                            f"img_%06d.jpg in {folder} (h36m-fetch's folder for this recording, per "
+                                            "metadata.xml); extract it with h36m-fetch or drop the sequence "
+                                            "(actions/exclude)")  # fmt: skip
                 entry["image"] = ImageFolder(str(folder / "img_{:06d}.jpg"), first=1)
             if "mask" in self.pixels:
-                folder = self.mask_root / subject / "MySegmentsMat" / "ground_truth_bs"
-                tried = [folder / f"{n}.{camera_id}.mat" for n in sequence_folder_names(name) if "_" not in n]
-                path = next((p for p in tried if p.is_file()), None)
-                if path is None:
-                    raise FileNotFoundError(f"Human3.6M masks of {subject}/{name!r} camera {camera_id} not found; "
-                                            f"tried {[str(p) for p in tried]}")  # fmt: skip
+                path = self.mask_root / subject / "MySegmentsMat" / "ground_truth_bs" / f"{recording}.{camera_id}.mat"
+                require_file(path, f"Human3.6M masks of {subject}/{name!r} camera {camera_id}")
                 entry["mask"] = MatlabCellMasks(path)
             sources.append(entry)
         return PixelSources(sources)

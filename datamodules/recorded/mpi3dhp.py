@@ -4,7 +4,10 @@ Files (as released; ``root`` and ``test_root`` are the two unpacked archives):
 
 * ``<root>/S<s>/Seq<q>/annot.mat`` (MATLAB v5, s = 1..8, q = 1, 2): cells ``annot2`` {14x1} of (F, 28*2) px,
   ``annot3`` and ``univ_annot3`` {14x1} of (F, 28*3) camera-frame mm, ``cameras`` (1x14, 0..13), ``frames`` (Fx1).
-  The 28 joints are ``mpii_get_joint_set('all')``; the 17 that match Human3.6M are taken by name.
+  The 28 joints are ``mpii_get_joint_set('all')``; the 17 that match Human3.6M are taken by name. ``annot.mat`` has
+  more rows than the videos have frames: as the reference preprocessing does (the dataset's
+  ``mpii_get_sequence_info.m``, mmpose 0.x ``preprocess_mpi_inf_3dhp.py``), each sequence is cut to its video's
+  frame count in :data:`TRAIN_SEQUENCES`, which also gives its frame rate (25 or 50 fps).
 * ``<root>/S<s>/Seq<q>/camera.calibration``: 'Skeletool Camera Calibration File V1.0' with per camera ``size`` (w h),
   4x4 row-major ``intrinsic`` and ``extrinsic`` (world to camera, mm; MPI's world is Y up).
 * ``<test_root>/TS<i>/annot_data.mat`` (MATLAB v7.3 = HDF5, i = 1..6): ``annot2`` 2x17x1xN px, ``annot3`` and
@@ -68,6 +71,12 @@ H36M_FROM_MPI = {"Hip": "pelvis", "RHip": "right_hip", "RKnee": "right_knee", "R
 FROM_28 = H36M_17.index_map(JOINTS_28, H36M_FROM_MPI)
 FROM_17 = H36M_17.index_map(JOINTS_17, H36M_FROM_MPI)
 
+#: (video frames, fps) per training sequence (s, q), from the dataset's ``mpii_get_sequence_info.m``; the same counts
+#: cut the sequences in mmpose 0.x ``preprocess_mpi_inf_3dhp.py``.
+TRAIN_SEQUENCES = {(1, 1): (6416, 25), (1, 2): (12430, 50), (2, 1): (6502, 25), (2, 2): (6081, 25),
+                   (3, 1): (12488, 50), (3, 2): (12283, 50), (4, 1): (6171, 25), (4, 2): (6675, 25),
+                   (5, 1): (12820, 50), (5, 2): (12312, 50), (6, 1): (6188, 25), (6, 2): (6145, 25),
+                   (7, 1): (6239, 25), (7, 2): (6320, 25), (8, 1): (6468, 25), (8, 2): (6054, 25)}  # fmt: skip
 CAMERA_SETS = {"all": tuple(range(14)), "spin8": (0, 1, 2, 4, 5, 6, 7, 8), "chest": (0, 2, 4, 7, 8)}
 #: ``mpii_get_activity_name``: test activities 1..7 (``action`` 0..6); training frames get 'Unlabelled'.
 ACTIVITIES = ("Standing/Walking", "Exercising", "Sitting", "Reaching/Crouching", "On The Floor", "Sports",
@@ -134,6 +143,12 @@ def read_train_annotation(path: Path) -> dict[str, np.ndarray]:
     if len(set(frames.values())) != 1 or out["annot2"].shape[1] == 0:
         raise DataFormatError(f"{path}: annot2/annot3/univ_annot3 disagree on the frame count or are empty: {frames}")
     return out
+
+
+def cut_to_video(annot: dict[str, np.ndarray], subject: int, sequence: int) -> dict[str, np.ndarray]:
+    """The annotation's rows that have a video frame (``TRAIN_SEQUENCES``); rows past the video's end are dropped."""
+    frames = TRAIN_SEQUENCES[(subject, sequence)][0]
+    return {k: v[:, :frames] for k, v in annot.items()}
 
 
 def read_test_annotation(path: Path) -> dict[str, np.ndarray]:
@@ -252,6 +267,8 @@ class MPIINF3DHP(RecordedDataModule):
         self.valid_only = valid_only
         self._videos: dict[str, list[tuple]] = {}
         self.intrinsics_fit: dict[int, float] = {}
+        #: Per loaded training sequence (s, q): annotation ``rows``, ``frames`` kept (its video's), ``fps``.
+        self.sequence_info: dict[tuple[int, int], dict[str, int]] = {}
 
     @property
     def name(self) -> str:
@@ -291,6 +308,10 @@ class MPIINF3DHP(RecordedDataModule):
             for q in self.sequences:
                 folder = self.root / f"S{s}" / f"Seq{q}"
                 annot = read_train_annotation(folder / "annot.mat")
+                rows = annot["annot3"].shape[1]
+                annot = cut_to_video(annot, s, q)
+                self.sequence_info[(s, q)] = {"rows": rows, "frames": annot["annot3"].shape[1],
+                                              "fps": TRAIN_SEQUENCES[(s, q)][1]}  # fmt: skip
                 calib = read_calibration(folder / "camera.calibration")
                 n, v = annot["annot3"].shape[1], len(cams)
                 cam3 = torch.from_numpy(annot["annot3"][cams][:, :, FROM_28]).permute(1, 0, 2, 3).float()

@@ -22,6 +22,15 @@ right hip as seen in the images, etc.; gulvarol/surreal#10), consistent with the
 swaps them back, and the segmentation's part labels (part p = SMPL joint p - 1) with them. They map onto ``H36M_17``
 as Hip = pelvis, Spine = spine2, Thorax = neck, Neck/Nose = head, and Head (top) = head + (head - neck), an
 extrapolation because SMPL has no head-top joint (recorded in ``protocol``).
+
+Pixels: ``joints2D`` are the rounded projection with ``K`` (SURREAL's ``misc/3Dto2D/main.m``, checked on the released
+``01_01_c0001_info.mat``), and SURREAL's loader reads them as 0-based pixel indices (``loader_SURREAL.lua`` adds 1
+for Lua), i.e. pixel centres -- the convention of the suite's crops; so ``K`` is used as published, with no half-pixel
+shift.
+
+Empty frames: frames whose ``joints3D`` are all zero (the body is out of the render) are left out of every split, as
+SURREAL's own loader (``training/loader_SURREAL.lua``, ``loadJoints3D``) skips them; ``frame`` keeps the clip's frame
+index, so pixels still come from the right video frame.
 """
 
 from __future__ import annotations
@@ -107,6 +116,11 @@ def read_info(path: Path) -> dict[str, np.ndarray]:
     return {"joints2D": j2d.transpose(2, 1, 0), "joints3D": j3d.transpose(2, 1, 0), "camLoc": cam.reshape(3)}
 
 
+def empty_frames(joints3D: np.ndarray) -> np.ndarray:
+    """(T,) bool: frames whose ``joints3D`` (T, 24, 3) are all zero, which SURREAL's loader skips (loader_SURREAL.lua)."""
+    return (joints3D == 0).all(axis=(1, 2))
+
+
 def find_clips(root: Path, split: str, runs: tuple[str, ...]) -> list[Path]:
     """Sorted ``_info.mat`` paths of ``split`` (``<root>/<split>/<run>/<sequence>/<sequence>_c%04d_info.mat``)."""
     folder = Path(root) / SPLIT_FOLDERS[split]
@@ -152,6 +166,8 @@ class SURREAL(RecordedDataModule):
         self.fix_left_right = fix_left_right
         self.max_clips = max_clips
         self._clips: dict[str, list[tuple[Path, int]]] = {}
+        #: Per split, frames left out because their joints3D are all zero.
+        self.dropped_empty: dict[str, int] = {}
 
     @property
     def name(self) -> str:
@@ -172,10 +188,14 @@ class SURREAL(RecordedDataModule):
     def load_views(self, split: str) -> Views:
         paths = find_clips(self.root, split, self.runs)[: self.max_clips]
         parts, clips = [], []
+        self.dropped_empty[split] = 0
         for seq_id, path in enumerate(paths):
             info = read_info(path)
-            j3d = torch.from_numpy(info["joints3D"]).float() * 1000.0  # (T, 24, 3) mm, SURREAL world
-            j2d = torch.from_numpy(info["joints2D"]).float()
+            total = len(info["joints3D"])
+            kept = np.flatnonzero(~empty_frames(info["joints3D"]))
+            self.dropped_empty[split] += total - len(kept)
+            j3d = torch.from_numpy(info["joints3D"][kept]).float() * 1000.0  # (T', 24, 3) mm, SURREAL world
+            j2d = torch.from_numpy(info["joints2D"][kept]).float()
             if self.fix_left_right:
                 j3d, j2d = j3d[:, list(SWAP_LEFT_RIGHT)], j2d[:, list(SWAP_LEFT_RIGHT)]
             world = (j3d @ SUITE_FROM_SURREAL.T)[:, FROM_24]  # X_world = Q X_surreal (row vectors)
@@ -195,9 +215,9 @@ class SURREAL(RecordedDataModule):
                 R=R.expand(n, 1, 3, 3), t=t.expand(n, 1, 3), image_size=size.unsqueeze(1),
                 camera=torch.zeros(n, 1, dtype=torch.int64), video=torch.full((n, 1), seq_id),
                 subject=torch.full((n,), _cmu_subject(path)), action=torch.zeros(n, dtype=torch.int64),
-                sequence=torch.full((n,), seq_id), frame=torch.arange(n),
+                sequence=torch.full((n,), seq_id), frame=torch.from_numpy(kept),
             ))  # fmt: skip
-            clips.append((path, n))
+            clips.append((path, total))
         self._clips[split] = clips
         return Views.cat(parts)
 
