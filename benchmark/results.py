@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning as L
 
-from .leaderboard import group_tables, per_action_rows
+from .leaderboard import fmt_budget, group_tables, per_action_rows
 from .records import load_records, make_records, write_records
 
 
@@ -84,8 +84,10 @@ def log_to_wandb(logger, records: list[dict], results_dir: str | Path) -> None:
     pid = records[0]["protocol_id"]
     tables = [t for t in group_tables(load_records(Path(results_dir))) if t["protocol_id"] == pid]
     for table in tables:
-        rows = [[row["method"], row["baseline"], *row["values"]] for row in table["rows"]]
-        logger.log_table(key="leaderboard", columns=["method", "baseline", *table["columns"]], data=rows)
+        rows = [[row["method"], row["input"], row["role"], fmt_budget(row["budget"]), *row["values"], row["closed"]]
+                for row in table["rows"]]  # fmt: skip
+        columns = ["method", "input", "role", "training", *table["columns"], "floor_to_ceiling"]
+        logger.log_table(key="leaderboard", columns=columns, data=rows)
         actions, action_rows = per_action_rows(table)
         if actions:
             logger.log_table(key="leaderboard_per_action", columns=["method", *actions], data=action_rows)

@@ -31,7 +31,12 @@ def test_fit_then_test_writes_records_and_leaderboard(workdir, capsys):
     assert set(rec["metrics"]) == {"mpjpe", "p_mpjpe", "n_mpjpe", "pck150", "auc", "pss4", "pss8"}
     assert rec["metric_protocol"]["p_mpjpe"]["alignment"] == "procrustes"
     assert set(rec["per_action"]) == {"walk", "wave"}
-    assert rec["run"]["checkpoint"] and rec["run"]["global_step"] > 0 and rec["protocol"]["input_2d"] == "gt"
+    assert (
+        rec["run"]["checkpoint"]
+        and rec["run"]["global_step"] > 0
+        and rec["input"] == "2D gt"
+        and "input_2d" not in rec["protocol"]
+    )
     assert (workdir / "runs" / "svmac" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert (workdir / "runs" / "svmac" / "version_0" / "test_predictions.png").is_file()
     assert sorted(p.name for p in (workdir / "art").glob("*.pt"))  # PSS centroids saved as artifacts

@@ -83,7 +83,8 @@ def test_offline_run_has_identity_summary_leaderboard_table_and_images(workdir):
     # the leaderboard of this protocol as wandb.Tables, prediction plots at validation and test
     assert {"leaderboard", "leaderboard_per_action", "val", "test"} <= history
     table = json.loads(next((run_dir / "files" / "media" / "table").glob("leaderboard_[0-9]*.table.json")).read_text())
-    assert table["columns"][:3] == ["method", "baseline", "MPJPE [root, 17j, scale=train-mean]"]
+    assert table["columns"][:5] == ["method", "input", "role", "training", "MPJPE [root, 17j, scale=train-mean]"]
+    assert {row[1] for row in table["data"]} == {"none", "2D gt"} and table["columns"][-1] == "floor_to_ceiling"
     assert sorted(row[0] for row in table["data"]) == ["baseline-mean-pose", "baseline-zero-depth", "svmac"]
     assert len(list((run_dir / "files" / "media" / "images" / "val").glob("predictions_*.png"))) == 2  # 2 epochs
 
