@@ -2,7 +2,9 @@
 
 ``python -m benchmark leaderboard`` (``benchmark.report.main``) writes them with the HTML page. Records from different
 protocols (dataset, 2D input, joint set, subsampling, ...) are never averaged together: each
-(dataset, protocol) gets its own table.
+(dataset, protocol) gets its own table. Within a table, the records of one method (its training seeds) make
+one row: mean, standard deviation over seeds, 95% interval over test sequences, and whether a paired test
+can tell it from the best row (``benchmark.aggregate``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from metrics.uncertainty import LEVEL, RESAMPLES
+
+from .aggregate import aggregate_row, mark_significance
 from .records import write_text_atomic
 
 #: column order and display names; lower is better unless listed in HIGHER_IS_BETTER
 COLUMNS = {"mpjpe": "MPJPE", "p_mpjpe": "P-MPJPE", "n_mpjpe": "N-MPJPE", "pck150": "PCK@150", "auc": "AUC",
            "pss50": "PSS@50", "pss100": "PSS@100"}  # fmt: skip
 HIGHER_IS_BETTER = {"pck150", "auc", "pss50", "pss100"}
+UNCERTAINTY_NOTE = ("Cells: mean over training seeds, ±standard deviation over seeds (from two seeds on), "
+                    f"[{100 * LEVEL:g}% percentile-bootstrap interval over test sequences, {RESAMPLES} resamples].")  # fmt: skip
 
 
 def higher_is_better(metric: str) -> bool:
@@ -53,7 +60,7 @@ def column_name(metric: str, protocol: dict) -> str:
 
 
 def group_tables(records: list[dict]) -> list[dict]:
-    """One table per (dataset, protocol): {title, protocol, columns, rows}."""
+    """One table per (dataset, protocol): {title, protocol, columns, rows, test}; one row per method (its seeds)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for rec in records:
         groups[(rec["dataset"], rec["protocol_id"])].append(rec)
@@ -65,14 +72,18 @@ def group_tables(records: list[dict]) -> list[dict]:
         protocol_of = {
             m: next((r.get("metric_protocol", {}).get(m, {}) for r in recs if m in r["metrics"]), {}) for m in metrics
         }
-        rows = sorted(recs, key=lambda r: (r["metrics"].get("p_mpjpe", float("inf")), r["method"]))
+        by_method: dict[str, list[dict]] = defaultdict(list)
+        for rec in recs:
+            by_method[rec["method"]].append(rec)
+        rows = [aggregate_row(method, rs, metrics) for method, rs in by_method.items()]
+        key = metrics.index("p_mpjpe") if "p_mpjpe" in metrics else None
+        rows.sort(key=lambda r: (r["values"][key] if key is not None and r["values"][key] is not None
+                                 else float("inf"), r["method"]))  # fmt: skip
         tables.append({
             "title": f"{dataset} — protocol {pid}", "dataset": dataset, "protocol_id": pid,
             "protocol": recs[0]["protocol"], "metrics": metrics, "metric_protocols": protocol_of,
             "columns": [column_name(m, protocol_of[m]) for m in metrics],
-            "rows": [{"method": r["method"], "baseline": r.get("baseline", False),
-                      "values": [r["metrics"].get(m) for m in metrics], "run": r.get("run", {}),
-                      "per_action": r.get("per_action", {})} for r in rows],
+            "rows": rows, "test": mark_significance(rows),
         })  # fmt: skip
     return tables
 
@@ -81,6 +92,38 @@ def _fmt(metric: str, value) -> str:
     if value is None or value != value:  # missing, or NaN (e.g. an action without poses)
         return "—"
     return f"{100 * value:.1f}" if higher_is_better(metric) else f"{value:.1f}"
+
+
+def fmt_cell(metric: str, row: dict, k: int) -> str:
+    """'50.2 ±1.3 [48.1, 52.3]': mean over seeds, their standard deviation, the 95% interval over sequences."""
+    text = _fmt(metric, row["values"][k])
+    if text == "—":
+        return text
+    if row.get("std") and row["std"][k] is not None:
+        text += f" ±{_fmt(metric, row['std'][k])}"
+    if row.get("ci") and row["ci"][k]:
+        text += f" [{_fmt(metric, row['ci'][k][0])}, {_fmt(metric, row['ci'][k][1])}]"
+    return text
+
+
+def significance_note(table: dict) -> str:
+    """How the table's significance marks were made, in words (Markdown and HTML)."""
+    t = table.get("test")
+    if not t:
+        return ""
+    return (f"≈: not distinguishable from the best row ({t['best']}) by {display_name(t['metric'])} at "
+            f"{100 * (1 - t['alpha']):g}% (p ≥ {t['alpha']:g}, {t['test']}; {t['units']} {t['unit']}s, "
+            "identical frames, no multiple-comparison correction); ✱: the best row; rows evaluated on other frames "
+            "are not compared.")  # fmt: skip
+
+
+def row_mark(row: dict) -> str:
+    test = row.get("test") or {}
+    return " ✱" if test.get("best") else " ≈" if test.get("same_as_best") else ""
+
+
+def seeds_text(row: dict) -> str:
+    return f"{row.get('n_seeds', 1)}"
 
 
 def to_markdown(tables: list[dict]) -> str:
@@ -93,11 +136,15 @@ def to_markdown(tables: list[dict]) -> str:
             + ", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items()))
             + "\n\n"
         )
-        out.write("| method | " + " | ".join(t["columns"]) + " |\n")
-        out.write("| --- | " + " | ".join("---:" for _ in t["columns"]) + " |\n")
+        out.write("| method | seeds | " + " | ".join(t["columns"]) + " |\n")
+        out.write("| --- | ---: | " + " | ".join("---:" for _ in t["columns"]) + " |\n")
         for row in t["rows"]:
-            name = f"*{row['method']}*" if row["baseline"] else f"**{row['method']}**"
-            out.write(f"| {name} | " + " | ".join(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])) + " |\n")
+            name = (f"*{row['method']}*" if row["baseline"] else f"**{row['method']}**") + row_mark(row)
+            cells = [fmt_cell(m, row, k) for k, m in enumerate(t["metrics"])]
+            out.write(f"| {name} | {seeds_text(row)} | " + " | ".join(cells) + " |\n")
+        out.write(f"\n{UNCERTAINTY_NOTE}\n")
+        if t.get("test"):
+            out.write(f"\n{significance_note(t)}\n")
         out.write(per_action_markdown(t))
     return out.getvalue()
 
@@ -125,12 +172,18 @@ def write_csv(tables: list[dict], path: Path) -> None:
     metrics = list(dict.fromkeys(m for t in tables for m in t["metrics"]))
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["dataset", "protocol_id", "method", "baseline", *metrics, "protocol"])
+    stats = [f"{m}_{s}" for m in metrics for s in ("std", "ci_low", "ci_high")]
+    writer.writerow(["dataset", "protocol_id", "method", "baseline", *metrics, "n_seeds", *stats,
+                     "p_vs_best", "protocol"])  # fmt: skip
     for t in tables:
         for row in t["rows"]:
             values = dict(zip(t["metrics"], row["values"]))
+            extra = {m: (s, *(ci or ("", ""))) for m, s, ci in zip(t["metrics"], row["std"], row["ci"])}
+            cells = [("" if v is None else v) for m in metrics for v in extra.get(m, ("", "", ""))]
+            test = row.get("test") or {}
             writer.writerow([t["dataset"], t["protocol_id"], row["method"], row["baseline"],
-                             *(values.get(m, "") for m in metrics), json.dumps(t["protocol"], sort_keys=True)])  # fmt: skip
+                             *(values.get(m, "") for m in metrics), row["n_seeds"], *cells, test.get("p", ""),
+                             json.dumps(t["protocol"], sort_keys=True)])  # fmt: skip
     write_text_atomic(path, out.getvalue())
 
 
