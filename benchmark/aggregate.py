@@ -120,7 +120,6 @@ def mark_significance(rows: list[dict]) -> dict | None:
     if not candidates:
         return None
     best = min(candidates, key=lambda r: float(np.mean(r["_per_pose"][TEST_METRIC])))
-    best["test"] = {"best": True}
     compared = 0
     for row in candidates:
         if row is best or row["frames_sha1"] != best["frames_sha1"]:
@@ -130,6 +129,7 @@ def mark_significance(rows: list[dict]) -> dict | None:
         compared += 1
     if not compared:
         return None
+    best["test"] = {"best": True}
     meta = best.get("uncertainty") or {}
     return {"metric": TEST_METRIC, "test": U.PAIRED_TEST, "alpha": ALPHA, "best": best["method"],
             "unit": meta.get("unit", "sequence"), "units": int(len(np.unique(best["_per_pose"]["unit"])))}  # fmt: skip

@@ -142,7 +142,7 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
     settings = {"results_dir": str(spec.get("results_dir", "results")), "root": str(spec.get("root", "runs"))}
     common = [str(a) for a in _as_list(spec.get("args"), "args", path)]
     datasets = spec.get("datasets") or [{"name": "default"}]
-    runs = []
+    runs, seen, dup = [], set(), set()  # (method, dataset) pairs: one entry each, whatever its seeds
     for i, m in enumerate(_as_list(spec["methods"], "methods", path)):
         m = {"config": m} if isinstance(m, str) else m
         configs = [str(c) for c in _as_list(m.get("config"), f"methods[{i}].config", path)]
@@ -159,6 +159,7 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
             if not isinstance(d, dict) or "name" not in d:
                 raise SuiteError(f"suite file {path}: datasets[{j}] must be a mapping with a 'name'")
             dname, skip = str(d["name"]), None
+            (dup if f"{name}@{dname}" in seen else seen).add(f"{name}@{dname}")
             args = [a for c in configs for a in ("--config", c)]
             if d.get("config"):
                 if not Path(d["config"]).is_file():
@@ -182,10 +183,8 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
                 run_args = [*args, *([] if seed is None else ["--seed_everything", str(seed)])]
                 run_args += ["--run.name", name, "--run.results_dir", settings["results_dir"], "--run.root", str(root)]
                 runs.append(Run(method=name, dataset=dname, args=run_args, root=root, skip_reason=skip, seed=seed))
-    keys = [r.key for r in runs]
-    if len(set(keys)) != len(keys):
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        raise SuiteError(f"suite file {path}: runs {dup} appear twice; give the methods distinct 'name's")
+    if dup:
+        raise SuiteError(f"suite file {path}: runs {sorted(dup)} appear twice; give the methods distinct 'name's")
     return settings, runs
 
 
