@@ -1,6 +1,7 @@
 """``python -m benchmark suite``: parsing, skipping, one subprocess per run, failures isolated, resume markers."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -28,7 +29,8 @@ class Crash(Callback):
 def workdir(tmp_path, monkeypatch):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))  # the subprocesses import test_suite.Crash
+    # the subprocesses import test_suite.Crash, and this checkout rather than an editable install elsewhere
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join((str(REPO / "tests"), str(REPO))))
     monkeypatch.delenv("H36M_ROOT", raising=False)
     return tmp_path
 
