@@ -2,7 +2,9 @@
 
 ``python -m benchmark leaderboard`` (``benchmark.report.main``) writes them with the HTML page. Records from different
 protocols (dataset, 2D input, joint set, subsampling, ...) are never averaged together: each
-(dataset, protocol) gets its own table.
+(dataset, protocol) gets its own table. Within a table, the records of one method (its training seeds) make
+one row: mean, standard deviation over seeds, 95% interval over test sequences, and whether a paired test
+can tell it from the best row (``benchmark.aggregate``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from metrics.uncertainty import LEVEL, RESAMPLES
+
+from .aggregate import aggregate_row, mark_significance
 from .records import write_text_atomic
 
 #: column order and display names; lower is better unless listed in HIGHER_IS_BETTER
 COLUMNS = {"mpjpe": "MPJPE", "p_mpjpe": "P-MPJPE", "n_mpjpe": "N-MPJPE", "pck150": "PCK@150", "auc": "AUC",
            "pss50": "PSS@50", "pss100": "PSS@100"}  # fmt: skip
 HIGHER_IS_BETTER = {"pck150", "auc", "pss50", "pss100"}
+UNCERTAINTY_NOTE = ("Cells: mean over training seeds, ±standard deviation over seeds (from two seeds on), "
+                    f"[{100 * LEVEL:g}% percentile-bootstrap interval over test sequences, {RESAMPLES} resamples].")  # fmt: skip
 
 
 def higher_is_better(metric: str) -> bool:
@@ -53,12 +60,13 @@ def column_name(metric: str, protocol: dict) -> str:
 
 
 def group_tables(records: list[dict]) -> list[dict]:
-    """One table per (dataset, protocol): {title, protocol, metrics, columns, rows}.
+    """One table per (dataset, protocol): {title, protocol, metrics, columns, rows, test}.
 
-    Rows are (method, input) pairs, so SVMAC on ground-truth 2D and the image methods share the table
-    of their test frames; each row carries its ``input``, ``role`` (method, ceiling, floor, baseline),
-    training ``budget`` and ``closed``: the share of the P-MPJPE gap between the floor (the mean
-    training pose) and the best ceiling (the supervised reference) that the row closes.
+    One row per (method, input): a method's training seeds are aggregated (``benchmark.aggregate``), and rows
+    of different inputs (SVMAC on ground-truth 2D, on noisy 2D, the image methods) share the table of their test
+    frames. Each row carries its ``input``, ``role`` (method, ceiling, floor, baseline), training ``budget`` and
+    ``closed``: the share of the P-MPJPE gap between the floor (the mean training pose) and the best ceiling
+    (the supervised reference) that the row closes.
     """
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for rec in records:
@@ -71,31 +79,35 @@ def group_tables(records: list[dict]) -> list[dict]:
         protocol_of = {
             m: next((r.get("metric_protocol", {}).get(m, {}) for r in recs if m in r["metrics"]), {}) for m in metrics
         }
-        rows = sorted(recs, key=lambda r: (r["metrics"].get("p_mpjpe", float("inf")), r["method"], r.get("input", "")))
-        closed = gap_closed(rows)
+        by_row: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for rec in recs:
+            by_row[(rec["method"], rec.get("input", "?"))].append(rec)
+        rows = [aggregate_row(method, rs, metrics) for (method, _), rs in by_row.items()]
+        key = metrics.index("p_mpjpe") if "p_mpjpe" in metrics else None
+        rows.sort(key=lambda r: (r["values"][key] if key is not None and r["values"][key] is not None
+                                 else float("inf"), r["method"], r["input"]))  # fmt: skip
+        for row, closed in zip(rows, gap_closed(rows, metrics)):
+            row["closed"] = closed
         tables.append({
             "title": f"{dataset} — protocol {pid}", "dataset": dataset, "protocol_id": pid,
             "protocol": recs[0]["protocol"], "metrics": metrics, "metric_protocols": protocol_of,
             "columns": [column_name(m, protocol_of[m]) for m in metrics],
-            "rows": [{"method": r["method"], "baseline": r.get("baseline", False), "input": r.get("input", "?"),
-                      "role": r.get("role", "baseline" if r.get("baseline") else "method"),
-                      "budget": r.get("budget"), "closed": c,
-                      "values": [r["metrics"].get(m) for m in metrics], "run": r.get("run", {}),
-                      "per_action": r.get("per_action", {})} for r, c in zip(rows, closed)],
+            "rows": rows, "test": mark_significance(rows),
         })  # fmt: skip
     return tables
 
 
-def gap_closed(records: list[dict], metric: str = "p_mpjpe") -> list[float | None]:
-    """Per record, (floor - value) / (floor - ceiling) of ``metric``: 0 at the mean pose, 1 at the supervised
+def gap_closed(rows: list[dict], metrics: list[str], metric: str = "p_mpjpe") -> list[float | None]:
+    """Per row, (floor - value) / (floor - ceiling) of ``metric``: 0 at the mean pose, 1 at the supervised
     reference (the best ceiling row); None when the table lacks either."""
-    floors = [r["metrics"].get(metric) for r in records if r.get("role") == "floor"]
-    ceilings = [r["metrics"].get(metric) for r in records if r.get("role") == "ceiling"]
-    floors, ceilings = [v for v in floors if v is not None], [v for v in ceilings if v is not None]
+    if metric not in metrics:
+        return [None] * len(rows)
+    values = [row["values"][metrics.index(metric)] for row in rows]
+    floors = [v for row, v in zip(rows, values) if row.get("role") == "floor" and v is not None]
+    ceilings = [v for row, v in zip(rows, values) if row.get("role") == "ceiling" and v is not None]
     if not floors or not ceilings or min(floors) <= min(ceilings):
-        return [None] * len(records)
+        return [None] * len(rows)
     floor, ceiling = min(floors), min(ceilings)
-    values = [r["metrics"].get(metric) for r in records]
     return [None if v is None else (floor - v) / (floor - ceiling) for v in values]
 
 
@@ -122,6 +134,38 @@ def _fmt(metric: str, value) -> str:
     return f"{100 * value:.1f}" if higher_is_better(metric) else f"{value:.1f}"
 
 
+def fmt_cell(metric: str, row: dict, k: int) -> str:
+    """'50.2 ±1.3 [48.1, 52.3]': mean over seeds, their standard deviation, the 95% interval over sequences."""
+    text = _fmt(metric, row["values"][k])
+    if text == "—":
+        return text
+    if row.get("std") and row["std"][k] is not None:
+        text += f" ±{_fmt(metric, row['std'][k])}"
+    if row.get("ci") and row["ci"][k]:
+        text += f" [{_fmt(metric, row['ci'][k][0])}, {_fmt(metric, row['ci'][k][1])}]"
+    return text
+
+
+def significance_note(table: dict) -> str:
+    """How the table's significance marks were made, in words (Markdown and HTML)."""
+    t = table.get("test")
+    if not t:
+        return ""
+    return (f"≈: not distinguishable from the best row ({t['best']}) by {display_name(t['metric'])} at "
+            f"{100 * (1 - t['alpha']):g}% (p ≥ {t['alpha']:g}, {t['test']}; {t['units']} {t['unit']}s, "
+            "identical frames, no multiple-comparison correction); ✱: the best row; rows evaluated on other frames "
+            "are not compared.")  # fmt: skip
+
+
+def row_mark(row: dict) -> str:
+    test = row.get("test") or {}
+    return " ✱" if test.get("best") else " ≈" if test.get("same_as_best") else ""
+
+
+def seeds_text(row: dict) -> str:
+    return f"{row.get('n_seeds', 1)}"
+
+
 def to_markdown(tables: list[dict]) -> str:
     out = io.StringIO()
     out.write("# Leaderboard\n\nErrors in mm (lower is better); PCK, AUC and PSS in % (higher is better).\n"
@@ -134,13 +178,16 @@ def to_markdown(tables: list[dict]) -> str:
             + ", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items()))
             + "\n\n"
         )
-        out.write("| method | input | training | " + " | ".join(t["columns"]) + " | floor→ceiling |\n")
-        out.write("| --- | --- | --- | " + " | ".join("---:" for _ in t["columns"]) + " | ---: |\n")
+        out.write("| method | input | training | seeds | " + " | ".join(t["columns"]) + " | floor→ceiling |\n")
+        out.write("| --- | --- | --- | ---: | " + " | ".join("---:" for _ in t["columns"]) + " | ---: |\n")
         for row in t["rows"]:
-            name = f"*{row['method']}*" if row["baseline"] else f"**{row['method']}**"
-            cells = [name, row["input"], fmt_budget(row["budget"]),
-                     *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])), fmt_closed(row["closed"])]  # fmt: skip
+            name = (f"*{row['method']}*" if row["baseline"] else f"**{row['method']}**") + row_mark(row)
+            cells = [name, row["input"], fmt_budget(row["budget"]), seeds_text(row),
+                     *(fmt_cell(m, row, k) for k, m in enumerate(t["metrics"])), fmt_closed(row["closed"])]  # fmt: skip
             out.write("| " + " | ".join(cells) + " |\n")
+        out.write(f"\n{UNCERTAINTY_NOTE}\n")
+        if t.get("test"):
+            out.write(f"\n{significance_note(t)}\n")
         out.write(per_action_markdown(t))
     return out.getvalue()
 
@@ -168,14 +215,19 @@ def write_csv(tables: list[dict], path: Path) -> None:
     metrics = list(dict.fromkeys(m for t in tables for m in t["metrics"]))
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["dataset", "protocol_id", "method", "input", "role", "baseline", *metrics, "floor_to_ceiling",
-                     "train_time_s", "steps", "device", "protocol"])  # fmt: skip
+    stats = [f"{m}_{s}" for m in metrics for s in ("std", "ci_low", "ci_high")]
+    writer.writerow(["dataset", "protocol_id", "method", "input", "role", "baseline", *metrics, "n_seeds", *stats,
+                     "p_vs_best", "floor_to_ceiling", "train_time_s", "steps", "device", "protocol"])  # fmt: skip
     for t in tables:
         for row in t["rows"]:
             values = dict(zip(t["metrics"], row["values"]))
+            extra = {m: (s, *(ci or ("", ""))) for m, s, ci in zip(t["metrics"], row["std"], row["ci"])}
+            cells = [("" if v is None else v) for m in metrics for v in extra.get(m, ("", "", ""))]
+            test = row.get("test") or {}
             b = row["budget"] or {}
             writer.writerow([t["dataset"], t["protocol_id"], row["method"], row["input"], row["role"], row["baseline"],
-                             *(values.get(m, "") for m in metrics), "" if row["closed"] is None else row["closed"],
+                             *(values.get(m, "") for m in metrics), row["n_seeds"], *cells, test.get("p", ""),
+                             "" if row["closed"] is None else row["closed"],
                              b.get("train_time_s", ""), b.get("steps", ""), b.get("device", ""),
                              json.dumps(t["protocol"], sort_keys=True)])  # fmt: skip
     write_text_atomic(path, out.getvalue())

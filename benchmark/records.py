@@ -1,13 +1,21 @@
 """Result records: one JSON file per (method, dataset, protocol), written atomically.
 
-Layout: ``results/<dataset>/<method>__<protocol id>.json``. A record holds the metric values, the
-protocol of every number, per-action values, and run metadata (git commit, config hash, seed,
-package versions, wall time, hardware, checkpoint), so every number can be traced to its run.
+Layout: ``results/<dataset>/<method>__<protocol id>__seed<seed>.json`` (without ``__seed..`` when the run set
+no seed), one record per training seed. A record holds the metric values, the protocol of every number,
+per-action values, a 95% bootstrap interval of every metric over test sequences (``ci``, how in
+``uncertainty``), and run metadata (git commit, config hash, seed, package versions, wall time, hardware,
+checkpoint), so every number can be traced to its run.
+
+Next to each record, ``<same name>.npz`` holds its per-pose values (one float32 array per metric) and the
+identity of every test pose (``unit``, ``frame``, ``action``, ``checksum`` of the ground truth), in a
+canonical order. The record names the file and the content hash of those identities (``per_pose``), so the
+leaderboard pairs two records pose by pose only when they were evaluated on identical frames.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -19,9 +27,12 @@ from importlib import metadata
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
-SCHEMA = 2  # 2: protocol without the inputs; input, role and budget per record
+from metrics.uncertainty import frames_hash
+
+SCHEMA = 2  # 2: protocol without the inputs; input, role, budget, intervals and per-pose values per record
 
 
 def _umask() -> int:
@@ -32,12 +43,17 @@ def _umask() -> int:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write text to a temporary file in the target folder, then rename: readers never see half a file."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write bytes to a temporary file in the target folder, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
     except BaseException:
@@ -106,10 +122,12 @@ def record_protocol(dataset: str, num_joints: int, data_protocol: dict) -> dict:
             **{k: v for k, v in data_protocol.items() if k not in INPUT_KEYS}}  # fmt: skip
 
 
-def record_path(results_dir: str | Path, dataset: str, method: str, input_desc: str, pid: str) -> Path:
-    """``<results_dir>/<dataset>/<method>__<input>__<protocol id>.json``: one record per (method, input, protocol)."""
+def record_path(results_dir: str | Path, dataset: str, method: str, input_desc: str, pid: str, seed=None) -> Path:
+    """``<results_dir>/<dataset>/<method>__<input>__<protocol id>[__seed<seed>].json``: one record per
+    (method, input, protocol, training seed)."""
     slug = re.sub(r"[^A-Za-z0-9.+-]+", "-", input_desc).strip("-") or "none"
-    return Path(results_dir) / dataset / f"{method}__{slug}__{pid}.json"
+    suffix = "" if seed in (None, "", "unset") else f"__seed{seed}"
+    return Path(results_dir) / dataset / f"{method}__{slug}__{pid}{suffix}.json"
 
 
 def budget(trainer: L.Trainer, train_time_s: float | None) -> dict:
@@ -164,20 +182,36 @@ def make_records(
         baseline = name.startswith("baseline-")
         if method_name and name == module.method_name:
             name = method_name
-        records.append({
+        rec = {
             "schema": SCHEMA, "method": name, "dataset": module.data_name, "protocol": protocol,
             "protocol_id": protocol_id(protocol), "input": result.get("input", "unknown"),
             "role": result.get("role", "baseline" if baseline else "method"), "metrics": result["metrics"],
             "metric_protocol": result["metric_protocol"], "per_action": result["per_action"],
             "baseline": baseline, "budget": None if baseline else spent, "run": run,
-        })  # fmt: skip
+        }  # fmt: skip
+        if "ci" in result:
+            rec.update(ci=result["ci"], uncertainty=result["uncertainty"])
+            # written next to the record by write_records; "_" keys never reach the JSON
+            rec["_per_pose"] = result["per_pose"]
+        records.append(rec)
     return records
 
 
 def write_records(records: list[dict], results_dir: str | Path) -> list[Path]:
+    """Each record as JSON, its per-pose values (if any) first as ``.npz`` beside it; both atomic."""
     paths = []
     for rec in records:
-        path = record_path(results_dir, rec["dataset"], rec["method"], rec["input"], rec["protocol_id"])
+        path = record_path(
+            results_dir, rec["dataset"], rec["method"], rec["input"], rec["protocol_id"], rec["run"].get("seed")
+        )
+        rec = dict(rec)
+        per_pose = rec.pop("_per_pose", None)
+        if per_pose is not None:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **per_pose["arrays"])
+            npz = write_bytes_atomic(path.with_suffix(".npz"), buf.getvalue())
+            rec["per_pose"] = {"file": npz.name, "frames_sha1": per_pose["frames_sha1"],
+                               "poses": int(len(per_pose["arrays"]["unit"]))}  # fmt: skip
         paths.append(write_json_atomic(path, rec))
     return paths
 
@@ -199,3 +233,28 @@ def load_records(results_dir: Path) -> list[dict]:
         rec["_path"] = str(path)
         records.append(rec)
     return records
+
+
+def load_per_pose(record: dict) -> dict[str, np.ndarray] | None:
+    """The per-pose arrays of a loaded record (see the module docstring), or None when it has none.
+
+    Raises :class:`RecordError` when the file is missing, unreadable or holds other frames than the record says.
+    """
+    ref = record.get("per_pose")
+    if not ref:
+        return None
+    path = Path(record["_path"]).parent / ref["file"]
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as e:
+        raise RecordError(
+            f"per-pose file {path} of record {record['_path']} cannot be read ({e}); rerun that test or delete "
+            "the record's 'per_pose' entry"
+        ) from e
+    if frames_hash(arrays["unit"], arrays["frame"], arrays["checksum"]) != ref["frames_sha1"]:
+        raise RecordError(
+            f"per-pose file {path} holds other frames than record {record['_path']} names (frames_sha1 "
+            f"{ref['frames_sha1']}): it was overwritten by another run; rerun that test"
+        )
+    return arrays

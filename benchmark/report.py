@@ -3,10 +3,12 @@
 
 One section per (dataset, protocol) table of ``benchmark.leaderboard.group_tables``: the protocol, the
 metric table (best value per column marked; every column named with its protocol, each cell's full
-metric protocol in its tooltip), bar charts of the errors (mm) and of the rates (%), per-action
-P-MPJPE with a per-column colour scale, how every metric was computed, and the run metadata of every
-row (git commit, config hash, seed, versions, hardware, wall time, checkpoint). Numbers of different
-protocols stay in different sections: nothing is averaged across them.
+metric protocol in its tooltip; under each number the standard deviation over training seeds and the 95%
+interval over test sequences; rows the paired test cannot tell from the best marked ≈), bar charts of the
+errors (mm) and of the rates (%) with the intervals as error bars, per-action P-MPJPE as a chart with
+intervals and as a table with a per-column colour scale, how every metric was computed, and the run
+metadata of every row's seeds (git commit, config hash, seed, versions, hardware, wall time, checkpoint).
+Numbers of different protocols stay in different sections: nothing is averaged across them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 from .leaderboard import (
+    UNCERTAINTY_NOTE,
     _fmt,
     display_name,
     fmt_budget,
@@ -30,6 +33,8 @@ from .leaderboard import (
     higher_is_better,
     per_action_rows,
     print_tables,
+    row_mark,
+    significance_note,
     to_markdown,
     write_csv,
 )
@@ -56,6 +61,8 @@ figure.chart{margin:1rem 0}figure.chart svg{max-width:100%;height:auto}
 figcaption{color:#666;font-size:.85rem}
 details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}
 td.small,th.small{font-size:.8rem}
+span.spread{display:block;color:#777;font-size:.72rem;white-space:nowrap}
+span.mark{color:#4a7bd0;font-weight:bold}
 nav ul{columns:2}
 """
 
@@ -76,12 +83,40 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def bar_chart_svg(table: dict) -> str:
-    """Grouped horizontal bars: errors (mm) on the left, rates (%) on the right. An inline ``<svg>`` element."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _svg(fig) -> str:
+    """The figure as an inline ``<svg>`` element (no XML prolog, no metadata), and closed."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    _pyplot().close(fig)
+    svg = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue(), flags=re.S)  # creator/date RDF: noise
+    return svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: the element is inlined into HTML
+
+
+def _error_bars(values: list, intervals: list, scale: float) -> list[list[float]]:
+    """matplotlib's (2, N) asymmetric error bars from [low, high] intervals; zero where there is none."""
+    lows, highs = [], []
+    for v, ci in zip(values, intervals):
+        ok = _finite(v) and ci is not None and all(_finite(c) for c in ci)
+        lows.append(max(v - ci[0], 0.0) * scale if ok else 0.0)
+        highs.append(max(ci[1] - v, 0.0) * scale if ok else 0.0)
+    return [lows, highs]
+
+
+def bar_chart_svg(table: dict) -> str:
+    """Grouped horizontal bars: errors (mm) on the left, rates (%) on the right, each with its 95% interval as an
+    error bar. An inline ``<svg>`` element."""
+    import matplotlib
+
+    plt = _pyplot()
 
     rows = table["rows"]
     panels = [
@@ -102,12 +137,14 @@ def bar_chart_svg(table: dict) -> str:
                 values = [row["values"][k] for row in rows]
                 ys = [i + (j - (len(metrics) - 1) / 2) * width for i in range(len(rows))]
                 xs = [v * scale if _finite(v) else 0.0 for v in values]
-                bars = ax.barh(ys, xs, height=width * 0.92, color=colours[j % 10], label=display_name(metric))
-                for bar, row, v in zip(bars, rows, values):
+                err = _error_bars(values, [row.get("ci", [None] * len(values))[k] for row in rows], scale)
+                bars = ax.barh(ys, xs, height=width * 0.92, color=colours[j % 10], label=display_name(metric),
+                               xerr=err, error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333"})  # fmt: skip
+                for bar, row, v, hi in zip(bars, rows, values, err[1]):
                     if row["baseline"]:
                         bar.set_alpha(0.45)
                     text = f"{v * scale:.1f}" if _finite(v) else "n/a"
-                    ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(2, 0),
+                    ax.annotate(text, (bar.get_width() + hi, bar.get_y() + bar.get_height() / 2), xytext=(2, 0),
                                 textcoords="offset points", va="center", fontsize=7)  # fmt: skip
             ax.set_yticks(range(len(rows)))
             ax.set_yticklabels([row["method"] for row in rows])
@@ -119,11 +156,39 @@ def bar_chart_svg(table: dict) -> str:
             for side in ("top", "right"):
                 ax.spines[side].set_visible(False)
         fig.tight_layout()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg")
-        plt.close(fig)
-    svg = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue(), flags=re.S)  # creator/date RDF: noise
-    return svg[svg.index("<svg") :]  # drop the XML prolog and DOCTYPE: the element is inlined into HTML
+        return _svg(fig)
+
+
+def per_action_chart_svg(table: dict, metric: str = "p_mpjpe") -> str:
+    """Grouped vertical bars of ``metric`` per action, one colour per row, with each action's 95% interval over
+    its test sequences as an error bar (baselines faded). An inline ``<svg>`` element, "" without per-action values."""
+    import matplotlib
+
+    actions, rows = per_action_rows(table, metric)
+    if not actions:
+        return ""
+    plt = _pyplot()
+    width = 0.8 / len(rows)
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9}):
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(actions) * len(rows) + 2.0), 3.2))
+        colours = plt.get_cmap("tab10").colors
+        for j, (row, (method, *values)) in enumerate(zip(table["rows"], rows)):
+            intervals = [row.get("per_action_ci", {}).get(a) for a in actions]
+            xs = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(actions))]
+            ax.bar(xs, [v if _finite(v) else 0.0 for v in values], width=width * 0.92, color=colours[j % 10],
+                   alpha=0.45 if row["baseline"] else 1.0, label=method, yerr=_error_bars(values, intervals, 1.0),
+                   error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333"})  # fmt: skip
+        ax.set_xticks(range(len(actions)))
+        ax.set_xticklabels(
+            actions, rotation=30 if len(actions) > 6 else 0, ha="right" if len(actions) > 6 else "center"
+        )
+        ax.set_ylabel(f"{display_name(metric)} ({_unit(metric)})")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(rows), 4), frameon=False)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        fig.tight_layout()
+        return _svg(fig)
 
 
 def _metric_table(table: dict) -> str:
@@ -132,19 +197,21 @@ def _metric_table(table: dict) -> str:
         values = [row["values"][k] for row in table["rows"] if _finite(row["values"][k])]
         if values:
             best[k] = max(values) if higher_is_better(metric) else min(values)
-    out = ['<table class="leaderboard"><thead><tr><th>method</th><th>input</th><th>training</th>']
+    out = ['<table class="leaderboard"><thead><tr><th>method</th><th>input</th><th>training</th><th>seeds</th>']
     out += [
         f"<th>{_e(col)}<br><span class='small'>{_unit(m)}</span></th>"
         for m, col in zip(table["metrics"], table["columns"])
     ]
     out.append("<th>floor → ceiling<br><span class='small'>P-MPJPE gap closed</span></th></tr></thead><tbody>")
     for row in table["rows"]:
-        out.append(f'<tr class="{"baseline" if row["baseline"] else row["role"]}"><td>{_e(row["method"])}</td>'
-                   f'<td>{_e(row["input"])}</td><td class="small">{_e(fmt_budget(row["budget"]))}</td>')  # fmt: skip
+        mark = f'<span class="mark">{_e(row_mark(row))}</span>' if row_mark(row) else ""
+        out.append(f'<tr class="{"baseline" if row["baseline"] else row["role"]}"><td>{_e(row["method"])}{mark}</td>'
+                   f'<td>{_e(row["input"])}</td><td class="small">{_e(fmt_budget(row["budget"]))}</td>'
+                   f'<td class="num" title="{_e(", ".join(row.get("seeds", [])))}">{row.get("n_seeds", 1)}</td>')  # fmt: skip
         for k, (metric, value) in enumerate(zip(table["metrics"], row["values"])):
             cls = "num best" if k in best and value == best[k] else "num"
             tip = json.dumps(table["metric_protocols"].get(metric, {}), sort_keys=True)
-            out.append(f'<td class="{cls}" title="{_e(tip)}">{_e(_fmt(metric, value))}</td>')
+            out.append(f'<td class="{cls}" title="{_e(tip)}">{_e(_fmt(metric, value))}{_spread(metric, row, k)}</td>')
         out.append(_closed_cell(row["closed"]))
         out.append("</tr>")
     out.append("</tbody></table>")
@@ -158,6 +225,16 @@ def _closed_cell(value: float | None) -> str:
     width = max(0.0, min(value, 1.2)) / 1.2 * 100
     return (f'<td class="num closed"><span class="gap"><span style="width:{width:.0f}%"></span></span>'
             f"{_e(fmt_closed(value))}</td>")  # fmt: skip
+
+
+def _spread(metric: str, row: dict, k: int) -> str:
+    """Under a number: '±std' over seeds and the '[low, high]' interval over sequences, where known."""
+    parts = []
+    if row.get("std") and row["std"][k] is not None:
+        parts.append(f"±{_fmt(metric, row['std'][k])}")
+    if row.get("ci") and row["ci"][k]:
+        parts.append(f"[{_fmt(metric, row['ci'][k][0])}, {_fmt(metric, row['ci'][k][1])}]")
+    return f'<span class="spread">{_e(" ".join(parts))}</span>' if parts else ""
 
 
 def _per_action_table(table: dict, metric: str = "p_mpjpe") -> str:
@@ -202,36 +279,39 @@ def _protocol_table(table: dict) -> str:
     return "".join(out)
 
 
+RUN_COLUMNS = ("git_commit", "config_hash", "seed", "wall_time_s", "epoch", "global_step", "world_size", "finished_at")
+
+
 def _run_table(table: dict) -> str:
-    cols = ("git_commit", "config_hash", "seed", "wall_time_s", "epoch", "global_step", "world_size", "finished_at")
-    out = ['<table class="runs"><thead><tr><th>method</th>', *(f"<th class='small'>{c}</th>" for c in cols)]
+    """One line per record behind the table: every seed of every row."""
+    out = ['<table class="runs"><thead><tr><th>method</th>', *(f"<th class='small'>{c}</th>" for c in RUN_COLUMNS)]
     out.append(
         "<th class='small'>hardware</th><th class='small'>versions</th><th class='small'>checkpoint</th></tr></thead><tbody>"
     )
     for row in table["rows"]:
-        run = row.get("run", {})
-        commit = str(run.get("git_commit", ""))
-        cells = [commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")] + [run.get(c, "") for c in cols[1:]]
-        hw = ", ".join(f"{k}={v}" for k, v in sorted((run.get("hardware") or {}).items()))
-        versions = ", ".join(f"{k} {v}" for k, v in sorted((run.get("versions") or {}).items()))
-        ckpt = os.path.basename(str(run.get("checkpoint") or "")) or "in-memory weights"
-        out.append(
-            f"<tr><td>{_e(row['method'])}</td>"
-            + "".join(
-                f"<td class='small' title='{_e(commit)}'>{_e(c)}</td>" if i == 0 else f"<td class='small'>{_e(c)}</td>"
-                for i, c in enumerate(cells)
-            )
-        )
-        out.append(f"<td class='small'>{_e(hw)}</td><td class='small'>{_e(versions)}</td>"
-                   f"<td class='small' title='{_e(run.get('checkpoint') or '')}'>{_e(ckpt)}</td></tr>")  # fmt: skip
+        out += [_run_row(row["method"], run) for run in row.get("runs") or [row.get("run", {})]]
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _run_row(method: str, run: dict) -> str:
+    commit = str(run.get("git_commit", ""))
+    cells = [commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")] + [run.get(c, "") for c in RUN_COLUMNS[1:]]
+    hw = ", ".join(f"{k}={v}" for k, v in sorted((run.get("hardware") or {}).items()))
+    versions = ", ".join(f"{k} {v}" for k, v in sorted((run.get("versions") or {}).items()))
+    ckpt = os.path.basename(str(run.get("checkpoint") or "")) or "in-memory weights"
+    tds = "".join(
+        f"<td class='small' title='{_e(commit)}'>{_e(c)}</td>" if i == 0 else f"<td class='small'>{_e(c)}</td>"
+        for i, c in enumerate(cells)
+    )
+    return (f"<tr><td>{_e(method)}</td>{tds}<td class='small'>{_e(hw)}</td><td class='small'>{_e(versions)}</td>"
+            f"<td class='small' title='{_e(run.get('checkpoint') or '')}'>{_e(ckpt)}</td></tr>")  # fmt: skip
 
 
 def section(table: dict) -> str:
     proto = " ".join(f"<code>{_e(k)}={_e(v)}</code>" for k, v in sorted(table["protocol"].items()))
     n_methods = sum(not r["baseline"] for r in table["rows"])
-    chart = bar_chart_svg(table)
+    chart, actions_chart = bar_chart_svg(table), per_action_chart_svg(table)
     parts = [
         f'<section class="table" id="{_anchor(table)}">',
         f"<h2>{_e(table['title'])}</h2>",
@@ -240,8 +320,12 @@ def section(table: dict) -> str:
         "Errors in mm (lower is better), PCK/AUC/PSS in % (higher is better); best value per column in green; "
         "hover a number for its metric protocol.</p>",
         _metric_table(table),
-        f'<figure class="chart">{chart}<figcaption>{_e(table["title"])}: method (solid) and baselines (faded)</figcaption></figure>'
-        if chart else "",
+        f"<p class='note'>{_e(UNCERTAINTY_NOTE)}</p>",
+        f"<p class='note'>{_e(significance_note(table))}</p>" if table.get("test") else "",
+        f'<figure class="chart">{chart}<figcaption>{_e(table["title"])}: method (solid) and baselines (faded); '
+        "error bars: 95% interval over test sequences</figcaption></figure>" if chart else "",
+        f'<figure class="chart">{actions_chart}<figcaption>P-MPJPE per action; error bars: 95% interval over '
+        "that action's test sequences</figcaption></figure>" if actions_chart else "",
         _per_action_table(table),
         "<details><summary>How each metric was computed</summary>" + _protocol_table(table) + "</details>",
         "<details open><summary>Runs behind these numbers</summary>" + _run_table(table) + "</details>",

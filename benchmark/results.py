@@ -17,7 +17,9 @@ class ResultsWriter(L.Callback):
 
     With a W&B logger it also sets the run summary (``test/<metric>`` for the method and
     ``test_<baseline>/<metric>`` for the baselines: the same keys for every method, so W&B panels
-    compare methods) and uploads the leaderboard of the run's (dataset, protocol) as a ``wandb.Table``.
+    compare methods; ``.../<metric>_ci_low`` and ``_ci_high`` their 95% intervals over test sequences) and
+    uploads the leaderboard of the run's (dataset, protocol) as a ``wandb.Table`` (seed mean, standard
+    deviation, interval and paired-test p-value of every row).
 
     Args:
         results_dir: where records go (``<results_dir>/<dataset>/<method>__<input>__<protocol id>.json``).
@@ -79,15 +81,28 @@ def summary_key(record: dict, metric: str) -> str:
 def log_to_wandb(logger, records: list[dict], results_dir: str | Path) -> None:
     """Summary metrics of this run and the leaderboard of its (dataset, protocol) as ``wandb.Table`` s."""
     summary = {summary_key(r, m): v for r in records for m, v in r["metrics"].items()}
+    for r in records:
+        for m, (low, high) in r.get("ci", {}).items():
+            summary.update({f"{summary_key(r, m)}_ci_low": low, f"{summary_key(r, m)}_ci_high": high})
     summary.update({"dataset": records[0]["dataset"], "protocol_id": records[0]["protocol_id"]})
     logger.experiment.summary.update(summary)
     pid = records[0]["protocol_id"]
     tables = [t for t in group_tables(load_records(Path(results_dir))) if t["protocol_id"] == pid]
     for table in tables:
-        rows = [[row["method"], row["input"], row["role"], fmt_budget(row["budget"]), *row["values"], row["closed"]]
-                for row in table["rows"]]  # fmt: skip
-        columns = ["method", "input", "role", "training", *table["columns"], "floor_to_ceiling"]
+        columns, rows = leaderboard_table(table)
         logger.log_table(key="leaderboard", columns=columns, data=rows)
         actions, action_rows = per_action_rows(table)
         if actions:
             logger.log_table(key="leaderboard_per_action", columns=["method", *actions], data=action_rows)
+
+
+def leaderboard_table(table: dict) -> tuple[list[str], list[list]]:
+    """Columns and rows of the uploaded leaderboard: per metric its seed mean, then std and 95% interval columns."""
+    columns = ["method", "input", "role", "training", *table["columns"], "seeds"]
+    columns += [f"{c} {s}" for c in table["columns"] for s in ("std", "ci low", "ci high")]
+    rows = []
+    for row in table["rows"]:
+        spread = [v for s, ci in zip(row["std"], row["ci"]) for v in (s, *(ci or (None, None)))]
+        rows.append([row["method"], row["input"], row["role"], fmt_budget(row["budget"]), *row["values"],
+                     row["n_seeds"], *spread, (row.get("test") or {}).get("p"), row["closed"]])  # fmt: skip
+    return [*columns, "p vs best", "floor_to_ceiling"], rows

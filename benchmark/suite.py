@@ -1,9 +1,10 @@
 """``python -m benchmark suite configs/suite.yaml``: every method of a suite file on every configured dataset.
 
-A suite file lists methods (one or more method configs plus extra options each) and datasets (the
-embedded default, i.e. each method config's own ``data:`` section, and data configs whose ``root`` the
-user set, directly or through an environment variable). Each (method, dataset) pair is one
-``python -m benchmark fit ...`` subprocess, so a crash loses that run only. A run is skipped when its
+A suite file lists methods (one or more method configs plus extra options each, optionally several training
+seeds) and datasets (the embedded default, i.e. each method config's own ``data:`` section, and data configs
+whose ``root`` the user set, directly or through an environment variable). Each (method, dataset, seed) is one
+``python -m benchmark fit ...`` subprocess, so a crash loses that run only; each seed writes its own record,
+and the leaderboard aggregates the seeds of a method into mean ± standard deviation. A run is skipped when its
 result record exists (its path is worked out from the parsed config: dataset name and protocol), a
 run that was interrupted is resumed from its ``last.ckpt``, and the leaderboard (md, csv, html) is
 rebuilt at the end. Progress is shown with rich; each run's output goes to a log file.
@@ -16,6 +17,8 @@ Suite file::
       - name: svmac             # the record's method name (--run.name)
         config: [configs/svmac.yaml, configs/cpu_quick.yaml]
         args: []                # extra command-line options for this method
+        seeds: [0, 1, 2]        # optional: one run and record per training seed (--seed_everything), logs and
+                                # checkpoints under <root>/<dataset>/seed<k>/<method>/; default: the config's seed
     datasets:
       - name: synthetic         # no config: the method configs' own data section
       - name: h36m
@@ -64,6 +67,7 @@ class Run:
     root: Path  # <root>/<dataset>: this run's logs and checkpoints live under <root>/<dataset>/<method>/
     skip_reason: str | None = None  # set when the dataset is not configured
     record: Path | None = None  # the method's result record, once the config is resolved
+    seed: int | None = None  # the suite's training seed for this run; None: the config's own
     status: str = "pending"
     wall_s: float = 0.0
     log: Path | None = None
@@ -71,7 +75,7 @@ class Run:
 
     @property
     def key(self) -> str:
-        return f"{self.method}@{self.dataset}"
+        return f"{self.method}@{self.dataset}" + ("" if self.seed is None else f"#seed{self.seed}")
 
     @property
     def fingerprint(self) -> str:
@@ -107,6 +111,19 @@ def _as_list(value, what: str, path: Path) -> list:
     return value
 
 
+def _seeds(m: dict, i: int, path: Path) -> list[int | None]:
+    """The training seeds of methods[i]: its ``seeds:`` list of distinct integers, or [None] (the config's seed)."""
+    if m.get("seeds") is None:
+        return [None]
+    seeds = _as_list(m["seeds"], f"methods[{i}].seeds", path)
+    if not seeds or any(not isinstance(x, int) or isinstance(x, bool) for x in seeds) or len(set(seeds)) != len(seeds):
+        raise SuiteError(
+            f"suite file {path}: methods[{i}].seeds must be a non-empty list of distinct integers, e.g. [0, 1, 2]; "
+            f"got {m['seeds']!r}"
+        )
+    return seeds
+
+
 def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
     """Parse a suite file into its settings and one :class:`Run` per (method, dataset)."""
     path = Path(path)
@@ -125,7 +142,7 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
     settings = {"results_dir": str(spec.get("results_dir", "results")), "root": str(spec.get("root", "runs"))}
     common = [str(a) for a in _as_list(spec.get("args"), "args", path)]
     datasets = spec.get("datasets") or [{"name": "default"}]
-    runs = []
+    runs, seen, dup = [], set(), set()  # (method, dataset) pairs: one entry each, whatever its seeds
     for i, m in enumerate(_as_list(spec["methods"], "methods", path)):
         m = {"config": m} if isinstance(m, str) else m
         configs = [str(c) for c in _as_list(m.get("config"), f"methods[{i}].config", path)]
@@ -142,6 +159,7 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
             if not isinstance(d, dict) or "name" not in d:
                 raise SuiteError(f"suite file {path}: datasets[{j}] must be a mapping with a 'name'")
             dname, skip = str(d["name"]), None
+            (dup if f"{name}@{dname}" in seen else seen).add(f"{name}@{dname}")
             args = [a for c in configs for a in ("--config", c)]
             if d.get("config"):
                 if not Path(d["config"]).is_file():
@@ -160,15 +178,13 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
                     skip = skip or f"root {root} does not exist"
                 dargs = ["--data.init_args.root", root, *dargs]
             args += dargs + margs + common
-            args += ["--run.name", name, "--run.results_dir", settings["results_dir"],
-                     "--run.root", str(Path(settings["root"]) / dname)]  # fmt: skip
-            runs.append(
-                Run(method=name, dataset=dname, args=args, root=Path(settings["root"]) / dname, skip_reason=skip)
-            )
-    keys = [r.key for r in runs]
-    if len(set(keys)) != len(keys):
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        raise SuiteError(f"suite file {path}: runs {dup} appear twice; give the methods distinct 'name's")
+            for seed in _seeds(m, i, path):
+                root = Path(settings["root"]) / dname / ("" if seed is None else f"seed{seed}")
+                run_args = [*args, *([] if seed is None else ["--seed_everything", str(seed)])]
+                run_args += ["--run.name", name, "--run.results_dir", settings["results_dir"], "--run.root", str(root)]
+                runs.append(Run(method=name, dataset=dname, args=run_args, root=root, skip_reason=skip, seed=seed))
+    if dup:
+        raise SuiteError(f"suite file {path}: runs {sorted(dup)} appear twice; give the methods distinct 'name's")
     return settings, runs
 
 
@@ -202,10 +218,14 @@ def resolve_record(run: Run) -> Path:
     name = cfg.run.name or default_run_name(cfg.model)
     data_protocol = dict(getattr(dm, "protocol", {}))
     pid = protocol_id(record_protocol(dm.name, dm.skeleton.num_joints, data_protocol))
+    seed = cfg.get("seed_everything")
+    if isinstance(seed, bool) or seed is None:  # unset: the run draws a random seed, which names its record
+        raise SuiteError(f"{run.key}: the config sets no integer seed_everything, so the run's record name (it "
+                         "carries the seed) cannot be known before the run; set one in the config or list "
+                         "'seeds:' for the method in the suite file")  # fmt: skip
     model = cli.model
-    return record_path(
-        cfg.run.results_dir, dm.name, name, model.input_description(model.method_name, data_protocol), pid
-    )
+    input_desc = model.input_description(model.method_name, data_protocol)
+    return record_path(cfg.run.results_dir, dm.name, name, input_desc, pid, int(seed))
 
 
 def attempt_file(run: Run) -> Path:

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
@@ -19,6 +20,7 @@ from torch.utils.data import DistributedSampler
 from datamodules.contract import check_keys
 from datamodules.skeleton import H36M_17, Skeleton
 from metrics import AUC, MPJPE, NMPJPE, PCK, PMPJPE, PSS, centroids_for
+from metrics import uncertainty as U
 
 from .geometry import mean_root_distance, normalise_2d, root_centre
 
@@ -31,6 +33,10 @@ BASELINE_ROLES = {"baseline-mean-pose": "floor", "baseline-zero-depth": "baselin
 
 class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or infinite; the message names the loss and the step."""
+
+
+#: columns of the per-pose identities kept during test: resampling unit, frame, action, ground-truth checksum
+ID_COLUMNS = ("unit", "frame", "action", "checksum")
 
 
 def unpadded_share(loader) -> int | None:
@@ -100,6 +106,8 @@ class PoseEstimator(L.LightningModule):
         # DDP: real samples of this process's share of the evaluation loader (see unpadded_share) and samples seen
         self._eval_real: int | None = None
         self._eval_seen = 0
+        # test: per-pose identities (B, 4) per batch, see ID_COLUMNS; None outside a test epoch
+        self._kept_ids: list[torch.Tensor] | None = None
 
     # -- what a method implements ---------------------------------------------------------------
     def predict_pose(self, batch: dict) -> torch.Tensor:
@@ -212,6 +220,74 @@ class PoseEstimator(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._start_evaluation(self.trainer.test_dataloaders)
+        self._keep_per_pose(True)
+
+    # -- per-pose values at test: intervals and paired tests (metrics.uncertainty) -------------------------------
+    @property
+    def resampling_unit(self) -> str:
+        """'sequence' when the data module gives sequence ids (frames of a sequence are correlated), else 'pose'."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        return "sequence" if "sequence" in getattr(dm, "provides", ()) else "pose"
+
+    def _keep_per_pose(self, keep: bool) -> None:
+        self._kept_ids = [] if keep else None
+        for metrics in self.evaluators.values():
+            for metric in metrics.values():
+                metric.keep_values(keep)
+
+    def _identities(self, batch: dict) -> torch.Tensor:
+        """(B, 4) int64 identities of the batch's poses (ID_COLUMNS); -1 where the data module lacks the key."""
+        target = batch["joints_3d"]
+        size = target.shape[0]
+        missing = torch.full((size,), -1, dtype=torch.long, device=target.device)
+        cols = [batch.get("sequence", missing), batch.get("frame", missing), batch["action"], U.pose_checksum(target)]
+        return torch.stack([c.reshape(size, -1)[:, 0].long().to(target.device) for c in cols], dim=1)
+
+    def _gather_rows(self, local: torch.Tensor) -> np.ndarray:
+        """(N, K) rows of every process (each process's share of the test set; their order is fixed later)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return local.cpu().numpy()
+        counts = self.all_gather(torch.tensor(local.shape[0], device=self.device))
+        padded = local.new_zeros((int(counts.max()), local.shape[1]))
+        padded[: local.shape[0]] = local.to(padded.device)
+        rows = self.all_gather(padded)  # (W, max share, K): shares differ by the dropped padding
+        real = torch.arange(padded.shape[0], device=rows.device)[None] < counts.to(rows.device)[:, None]
+        return rows[real].cpu().numpy()
+
+    def per_pose_results(self) -> dict[str, dict]:
+        """Every estimator's per-pose values of this test epoch, their intervals and frame identities.
+
+        Poses are put in a canonical order (unit, frame, checksum), so that records of one test set are aligned
+        pose by pose whatever the batching or the number of processes. Returns ``{estimator: {"ci", "uncertainty",
+        "per_pose"}}``; ``per_pose["arrays"]`` holds the identity columns and one float32 array per metric.
+        """
+        device = self.device
+        ids = self._gather_rows(torch.cat(self._kept_ids) if self._kept_ids else torch.zeros(0, 4, dtype=torch.long))
+        columns = [(name, key) for name, metrics in self.evaluators.items() for key in metrics]
+        local = [self.evaluators[name][key].kept_values().to(device) for name, key in columns]
+        values = self._gather_rows(torch.stack(local, 1) if local else torch.zeros(0, 0, device=device))
+        if len(ids) == 0:
+            return {}
+        order = np.lexsort((ids[:, 3], ids[:, 1], ids[:, 0]))
+        ids, values = ids[order], values[order]
+        unit = self.resampling_unit
+        if unit == "pose":
+            ids[:, 0] = np.arange(len(ids))
+        arrays = dict(zip(ID_COLUMNS, ids.T))
+        frames = U.frames_hash(arrays["unit"], arrays["frame"], arrays["checksum"])
+        meta = {"method": "percentile bootstrap", "level": U.LEVEL, "resamples": U.RESAMPLES, "seed": 0,
+                "unit": unit, "units": int(len(np.unique(arrays["unit"]))), "poses": int(len(ids))}  # fmt: skip
+        out = {}
+        for name, metrics in self.evaluators.items():
+            cols = [k for k, (n, _) in enumerate(columns) if n == name]
+            low, high = U.bootstrap_ci(values[:, cols], arrays["unit"], U.LEVEL, U.RESAMPLES, seed=0)
+            per_metric = {key: values[:, k].astype(np.float32) for key, k in zip(metrics, cols)}
+            out[name] = {
+                "ci": {key: [float(lo), float(hi)] for key, lo, hi in zip(metrics, low, high)},
+                "uncertainty": meta,
+                "per_pose": {"frames_sha1": frames, "arrays": {**arrays, **per_metric}},
+            }
+        return out
 
     def _evaluate(self, batch: dict) -> dict[str, torch.Tensor]:
         """Update every estimator's metrics with ``batch``; returns the predictions ({} if the batch was all padding)."""
@@ -220,6 +296,8 @@ class PoseEstimator(L.LightningModule):
             return {}
         target = batch["joints_3d"].float()
         group = batch["action"].long() if self.action_names else None
+        if self._kept_ids is not None:
+            self._kept_ids.append(self._identities(batch))
         preds = self.estimates(batch)
         for name, pred in preds.items():
             for metric in self.evaluators[name].values():
@@ -265,6 +343,8 @@ class PoseEstimator(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_results = {}
+        per_pose = self.per_pose_results()  # every process: gathers across processes
+        self._keep_per_pose(False)
         for name, metrics in self.evaluators.items():
             overall, per_action, protocol = {}, {}, {}
             for key, metric in metrics.items():
@@ -281,7 +361,8 @@ class PoseEstimator(L.LightningModule):
                 metric.reset()
             self.test_results[name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol,
                                        "input": self.input_description(name),
-                                       "role": self.role if name == self.method_name else BASELINE_ROLES[name]}  # fmt: skip
+                                       "role": self.role if name == self.method_name else BASELINE_ROLES[name],
+                                       **per_pose.get(name, {})}  # fmt: skip
         self.plot_predictions("test")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -47,6 +47,17 @@ class _GroupedPoseMetric(Metric):
         # float64 sums: a float32 running sum over millions of ~50 mm errors would drift in the 4th digit.
         self.add_state("total", torch.zeros(self.num_groups, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros(self.num_groups, dtype=torch.long), dist_reduce_fx="sum")
+        # per-pose values of this process, kept only while asked (the test epoch: bootstrap intervals, paired tests)
+        self._keep = False
+        self._kept: list[torch.Tensor] = []
+
+    def keep_values(self, keep: bool = True) -> None:
+        """Start (or stop) keeping every update's per-pose values; starting clears what was kept."""
+        self._keep, self._kept = bool(keep), []
+
+    def kept_values(self) -> torch.Tensor:
+        """(N,) per-pose values of this process's updates since :meth:`keep_values`, in update order."""
+        return torch.cat(self._kept) if self._kept else torch.zeros(0, dtype=self.total.dtype, device=self.device)
 
     def _values(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -95,6 +106,8 @@ class _GroupedPoseMetric(Metric):
                         f"[{int(lo)}, {int(hi)}]; create the metric with num_groups=len(datamodule.action_names)"
                     )
         self.total = self.total.index_add(0, group, values.detach().to(self.total.dtype))
+        if self._keep:
+            self._kept.append(values.detach().float())
         self.count = self.count + torch.bincount(group, minlength=self.num_groups)
 
     def compute(self) -> torch.Tensor:

@@ -3,6 +3,7 @@
 import json
 import time
 
+import numpy as np
 import pytest
 from tiny import tiny_args
 
@@ -36,6 +37,17 @@ def test_fit_then_test_writes_records_and_leaderboard(workdir, capsys):
         and rec["run"]["global_step"] > 0
         and rec["input"] == "2D gt"
         and "input_2d" not in rec["protocol"]
+    )
+    # a 95% interval over the 4 test sequences (2 actions x 2 clips of subject 4) around every metric; per-pose values
+    assert records[-1].name == "svmac__2D-gt__" + rec["protocol_id"] + "__seed0.json"
+    assert rec["uncertainty"] == {"method": "percentile bootstrap", "level": 0.95, "resamples": 1000, "seed": 0,
+                                  "unit": "sequence", "units": 4, "poses": 160}  # fmt: skip
+    for key, value in rec["metrics"].items():
+        low, high = rec["ci"][key]
+        assert low <= value + 1e-4 and value - 1e-4 <= high and low < high, key
+    per_pose = np.load(workdir / "results" / "synthetic" / rec["per_pose"]["file"])
+    assert per_pose["p_mpjpe"].shape == (160,) and per_pose["p_mpjpe"].mean() == pytest.approx(
+        rec["metrics"]["p_mpjpe"], rel=1e-5
     )
     assert (workdir / "runs" / "svmac" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert (workdir / "runs" / "svmac" / "version_0" / "test_predictions.png").is_file()

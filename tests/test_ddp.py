@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tiny import tiny_args
@@ -56,6 +57,14 @@ def test_ddp_fit_and_test_equal_one_process(workdir):
             assert ddp[method]["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (method, key)
         for action, values in one[method]["per_action"].items():
             assert ddp[method]["per_action"][action] == pytest.approx(values, rel=1e-6, abs=1e-9), (method, action)
+        # per-pose values gathered from both processes, in the same canonical order, give the same intervals
+        dpp, opp = (np.load(workdir / d / "synthetic" / r[method]["per_pose"]["file"]) for d, r in
+                    (("res_ddp", ddp), ("res_one", one)))  # fmt: skip
+        assert ddp[method]["per_pose"]["frames_sha1"] == one[method]["per_pose"]["frames_sha1"]
+        assert np.array_equal(dpp["unit"], opp["unit"]) and len(dpp["unit"]) == TEST_POSES
+        assert np.allclose(dpp["p_mpjpe"], opp["p_mpjpe"], rtol=1e-5, atol=1e-4)
+        for key, interval in one[method]["ci"].items():
+            assert ddp[method]["ci"][key] == pytest.approx(interval, rel=1e-5, abs=1e-6), (method, key)
         # every pose counted once: PSS is a count of matches over the 123 test poses
         for key in ("pss4", "pss8"):
             matches = ddp[method]["metrics"][key] * TEST_POSES

@@ -179,5 +179,5 @@ def test_one_table_with_inputs_budgets_and_the_floor_to_ceiling_share():
     assert rows["supervised", "image rgb64x64"]["closed"] == 1.0 and rows["baseline-mean-pose", "none"]["closed"] == 0.0
     md = to_markdown([table])
     assert "| **svmac** | 2D gt | 7.0 min, 2.9k steps, cpu | 110.0 |" in md and "| 50% |" in md
-    assert gap_closed([_record("svmac", 1.0, "method", "2D gt")]) == [None]  # no floor, no ceiling: no share
+    assert gap_closed([{"values": [1.0], "role": "method"}], ["p_mpjpe"]) == [None]  # no floor, no ceiling: no share
     assert fmt_budget(None) == "—"

@@ -56,7 +56,8 @@ def test_html_has_one_section_per_protocol_with_numbers_charts_actions_and_runs(
     assert '<td class="num best"' in clean and ">50.2<" in clean and ">81.2<" in clean and ">50.0<" in clean
     assert "P-MPJPE [procrustes, 17j]" in clean and "PSS@8 [17j]" in clean
     assert "&lt;b&gt;evil&lt;/b&gt;" in clean and "<b>evil</b>" not in page  # method names are escaped
-    assert clean.count("<svg") == 1 and "</svg>" in clean  # the inline bar chart
+    assert clean.count("<svg") == 2 and "</svg>" in clean  # the inline bar chart and the per-action chart
+    assert "P-MPJPE per action; error bars" in clean and "seeds</th>" in clean
     assert '<table class="per-action">' in clean and ">60.5<" in clean and "—" in clean  # evil has no 'run'
     assert "0123456789ab-dirty" in clean and "cafe01" in clean and "best.ckpt" in clean  # run metadata
     # self-contained: nothing to fetch (no external scripts, styles, images or fonts)

@@ -1,6 +1,7 @@
 """``python -m benchmark suite``: parsing, skipping, one subprocess per run, failures isolated, resume markers."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -28,7 +29,8 @@ class Crash(Callback):
 def workdir(tmp_path, monkeypatch):
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests"))  # the subprocesses import test_suite.Crash
+    # the subprocesses import test_suite.Crash, and this checkout rather than an editable install elsewhere
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join((str(REPO / "tests"), str(REPO))))
     monkeypatch.delenv("H36M_ROOT", raising=False)
     return tmp_path
 
@@ -107,3 +109,31 @@ def test_suite_runs_isolates_a_crash_skips_done_runs_and_resumes_the_crashed_one
     crash_cmd = next(line for line in out.splitlines() if line.startswith("crash@synthetic"))
     assert crash_cmd.rstrip().endswith("--ckpt_path last")  # resumes the interrupted run
     assert "ok@synthetic:" not in out  # done: not run again
+
+
+def test_seeds_expand_into_one_run_each_with_its_own_folder_and_record(workdir):
+    suite = write_suite(workdir / "s.yaml", {
+        "results_dir": "res", "root": "logs",
+        "methods": [{"name": "svmac", "config": "configs/svmac.yaml", "seeds": [0, 2]}, "configs/svmac.yaml"],
+    })  # fmt: skip
+    with pytest.raises(SuiteError, match="appear twice"):  # 'svmac' twice: the seeds do not make it distinct
+        load_suite(suite)
+    suite = write_suite(workdir / "s.yaml", {
+        "results_dir": "res", "root": "logs", "args": TINY,
+        "methods": [{"name": "svmac", "config": "configs/svmac.yaml", "seeds": [0, 2]},
+                    {"name": "one", "config": "configs/svmac.yaml"}],
+    })  # fmt: skip
+    _, runs = load_suite(suite)
+    assert [r.key for r in runs] == ["svmac@default#seed0", "svmac@default#seed2", "one@default"]
+    seed2 = runs[1].args
+    assert seed2[seed2.index("--seed_everything") + 1] == "2" and seed2[-1] == "logs/default/seed2"
+    assert runs[2].root == Path("logs/default") and "--seed_everything" not in runs[2].args
+    from benchmark.suite import resolve_record
+
+    assert resolve_record(runs[1]).name.endswith("__seed2.json") and resolve_record(runs[2]).name.endswith(
+        "__seed0.json"
+    )
+    for bad in ([], [1, 1], ["a"], True):
+        spec = {"methods": [{"config": "configs/svmac.yaml", "seeds": bad}]}
+        with pytest.raises(SuiteError, match=r"methods\[0\]\.seeds must be"):
+            load_suite(write_suite(workdir / "bad.yaml", spec))
