@@ -178,6 +178,6 @@ def test_one_table_with_inputs_budgets_and_the_floor_to_ceiling_share():
     assert rows["svmac", "2D gt+noise5px"]["closed"] == pytest.approx(0.3)
     assert rows["supervised", "image rgb64x64"]["closed"] == 1.0 and rows["baseline-mean-pose", "none"]["closed"] == 0.0
     md = to_markdown([table])
-    assert "| **svmac** | 2D gt | 7.0 min, 2.9k steps, cpu | 110.0 |" in md and "| 50% |" in md
+    assert "| **svmac** | 2D gt | 7.0 min, 2.9k steps, cpu | 1 | 110.0 | 50% |" in md
     assert gap_closed([{"values": [1.0], "role": "method"}], ["p_mpjpe"]) == [None]  # no floor, no ceiling: no share
     assert fmt_budget(None) == "—"

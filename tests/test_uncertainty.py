@@ -85,7 +85,8 @@ def record(method, seed, p_mpjpe, pid="aaaa1111", shift_frames=0, baseline=False
     low, high = bootstrap_ci(p_mpjpe, UNITS)
     return {
         "schema": 2, "method": method, "dataset": "synthetic", "protocol": {**PROTOCOL, "pid": pid},
-        "protocol_id": pid, "baseline": baseline, "metrics": {"p_mpjpe": float(p_mpjpe.astype(np.float32).mean())},
+        "protocol_id": pid, "baseline": baseline, "input": "2D gt", "role": "baseline" if baseline else "method",
+        "metrics": {"p_mpjpe": float(p_mpjpe.astype(np.float32).mean())},
         "metric_protocol": {"p_mpjpe": {"alignment": "procrustes"}}, "per_action": {"walk": {"p_mpjpe": 1.0 + seed}},
         "ci": {"p_mpjpe": [low, high]}, "uncertainty": {"unit": "sequence", "level": 0.95, "resamples": 1000, "seed": 0},
         "run": {"seed": str(seed), "finished_at": f"2025-01-0{seed + 1}"}, "_per_pose": per_pose(p_mpjpe, shift_frames),
@@ -99,16 +100,16 @@ def errors(mean: float, seed: int) -> np.ndarray:
 
 def test_records_keep_per_pose_values_beside_them_and_refuse_other_frames(tmp_path):
     (path,) = write_records([record("svmac", 0, errors(50, 0))], tmp_path)
-    assert path.name == "svmac__aaaa1111__seed0.json" and path.with_suffix(".npz").is_file()
+    assert path.name == "svmac__2D-gt__aaaa1111__seed0.json" and path.with_suffix(".npz").is_file()
     rec = json.loads(path.read_text())
-    assert "_per_pose" not in rec and rec["per_pose"]["file"] == "svmac__aaaa1111__seed0.npz"
+    assert "_per_pose" not in rec and rec["per_pose"]["file"] == "svmac__2D-gt__aaaa1111__seed0.npz"
     (loaded,) = load_records(tmp_path)
     arrays = load_per_pose(loaded)
     assert np.array_equal(arrays["p_mpjpe"], errors(50, 0).astype(np.float32))
     # a per-pose file of other frames under the record's name (overwritten by another run) is refused by name
     write_records([{**record("other", 0, errors(50, 0), shift_frames=1), "method": "svmac"}], tmp_path / "x")
-    (tmp_path / "x" / "synthetic" / "svmac__aaaa1111__seed0.npz").replace(path.with_suffix(".npz"))
-    with pytest.raises(RecordError, match="svmac__aaaa1111__seed0.npz holds other frames"):
+    (tmp_path / "x" / "synthetic" / "svmac__2D-gt__aaaa1111__seed0.npz").replace(path.with_suffix(".npz"))
+    with pytest.raises(RecordError, match="svmac__2D-gt__aaaa1111__seed0.npz holds other frames"):
         load_per_pose(loaded)
 
 
@@ -131,7 +132,7 @@ def test_seeds_aggregate_to_mean_and_std_and_protocols_stay_apart(tmp_path):
     assert (
         other["n_seeds"] == 1 and other["std"] == [None] and other["values"][0] == pytest.approx(errors(90, 9).mean())
     )
-    assert "| **svmac** | 3 | " in to_markdown([first]) and " ±" in to_markdown([first])
+    assert "| **svmac** | 2D gt | — | 3 | " in to_markdown([first]) and " ±" in to_markdown([first])
     # two records of one seed in one table: the leaderboard names both files instead of averaging twice
     dup = record("svmac", 1, seeds[1])
     (tmp_path / "synthetic" / "copy.json").write_text(json.dumps({**dup, "_per_pose": None}))
