@@ -181,3 +181,25 @@ def test_one_table_with_inputs_budgets_and_the_floor_to_ceiling_share():
     assert "| **svmac** | 2D gt | 7.0 min, 2.9k steps, cpu | 1 | 110.0 | 50% |" in md
     assert gap_closed([{"values": [1.0], "role": "method"}], ["p_mpjpe"]) == [None]  # no floor, no ceiling: no share
     assert fmt_budget(None) == "—"
+
+
+def test_cosine_schedule_follows_steps_or_time_whichever_binds():
+    import math
+    import time
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+    from lightning.pytorch.trainer.states import RunningStage
+
+    from methods.optim import budget_fraction, cosine_schedule
+
+    trainer = SimpleNamespace(estimated_stepping_batches=100, global_step=50, callbacks=[])
+    assert budget_fraction(trainer) == 0.5
+    timer = Timer(duration="00:00:01:40")  # 100 s
+    timer._start_time[RunningStage.TRAINING] = time.monotonic() - 75.0  # 75 s of training so far
+    trainer = SimpleNamespace(estimated_stepping_batches=math.inf, global_step=10, callbacks=[timer])
+    assert budget_fraction(trainer) == pytest.approx(0.75, abs=0.01)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = cosine_schedule(opt, SimpleNamespace(_trainer=trainer))["scheduler"]
+    assert opt.param_groups[0]["lr"] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 0.75)), rel=0.05)
+    del sched
