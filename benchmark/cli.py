@@ -41,7 +41,7 @@ from .terminal import (
     instantiation_error,
     known_classes,
     parse_error,
-    quiet_third_party,  # fmt: skip
+    quiet_third_party,
     stdout_is_terminal,
 )
 

@@ -194,12 +194,13 @@ def _clock(seconds: float) -> str:
 
 def progress_line(epoch: int, step: int, elapsed: float | None, metrics: dict, metric: str = "p_mpjpe") -> str:
     """'epoch 3  step 120  0:01:05  val P-MPJPE 84.2 mm  (baseline-mean-pose 179.0, baseline-zero-depth 102.2)'."""
-    from .leaderboard import display_name
+    from .leaderboard import display_name, higher_is_better
 
     parts = [f"epoch {epoch}", f"step {step}"] + ([_clock(elapsed)] if elapsed is not None else [])
     own = metrics.get(f"val/{metric}")
     if own is not None:
-        parts.append(f"val {display_name(metric)} {float(own):.1f} mm")
+        unit = "" if higher_is_better(metric) else " mm"  # rates are fractions
+        parts.append(f"val {display_name(metric)} {float(own):.{3 if unit == '' else 1}f}{unit}")
     baselines = sorted((k[4 : -len(metric) - 1], float(v)) for k, v in metrics.items()
                        if k.startswith("val_") and k.endswith(f"/{metric}"))  # fmt: skip
     line = "  ".join(parts)
