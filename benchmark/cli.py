@@ -19,11 +19,13 @@ DDP's unused-parameter detection, which they need.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
 import torch
+from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -32,6 +34,16 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from .records import protocol_id, record_protocol
 from .results import ResultsWriter
 from .resume import BenchmarkCheckpoint, ExactResume
+from .terminal import (
+    LineProgress,
+    UsageError,
+    debug_requested,
+    instantiation_error,
+    known_classes,
+    parse_error,
+    quiet_third_party,
+    stdout_is_terminal,
+)
 
 
 @dataclass
@@ -65,8 +77,26 @@ class RunOptions:
 class BenchmarkCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        # exit_on_error=False: parse errors come back as exceptions, which main() shortens
+        kwargs.setdefault("parser_kwargs", {"default_env": False, "exit_on_error": False, "prog": "python -m benchmark",
+                                            "description": "posebench: train and test a method (fit, validate, test, "
+                                            "predict). `python -m benchmark --help` lists every command."})  # fmt: skip
         super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise UsageError(parse_error(str(err), _subcommand_of(args))) from err
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, KeyError) as err:  # a constructor refusing a value, e.g. num_angles -3
+            message = instantiation_error(err, self.config[self.subcommand] if self.subcommand else self.config)
+            if message is None:
+                raise
+            raise UsageError(message) from err
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run", type=RunOptions, default=RunOptions())
@@ -81,10 +111,10 @@ class BenchmarkCLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         run = cfg.run
         if run.wandb not in ("off", "offline", "online"):
-            raise ValueError(f"--run.wandb must be off, offline or online, got {run.wandb!r}")
+            raise UsageError(f"error: --run.wandb {run.wandb}: must be off, offline or online")
         if run.threads is not None:
             if run.threads < 1:
-                raise ValueError(f"--run.threads must be >= 1, got {run.threads}")
+                raise UsageError(f"error: --run.threads {run.threads}: must be >= 1")
             torch.set_num_threads(run.threads)
         if self.subcommand and cfg.get("ckpt_path") == "last":
             self._resolve_last(cfg)
@@ -116,7 +146,8 @@ class BenchmarkCLI(LightningCLI):
         extra = [LearningRateMonitor(logging_interval="step"), ResultsWriter(run.results_dir, method_name=run.name),
                  ExactResume()]  # fmt: skip
         if trainer_cfg.get("enable_progress_bar") is not False:
-            extra.insert(0, RichProgressBar())
+            # a live bar only draws on a terminal; a log file gets a line per validation instead
+            extra.insert(0, RichProgressBar() if stdout_is_terminal() else LineProgress())
         kwargs["callbacks"] = list(trainer_cfg.get("callbacks") or []) + extra
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = make_loggers(run, cfg.data, cfg.model)
@@ -222,7 +253,12 @@ def make_loggers(run: RunOptions, data, model=None) -> list:
         if run.wandb == "online" and not online:
             rank_zero_warn("--run.wandb online but no W&B API key (WANDB_API_KEY or `wandb login`): logging offline")
         ident = wandb_identity(run, data, model)
-        loggers.append(WandbLogger(save_dir=run.root, offline=not online, **ident))
+        # W&B looks for the git commit from its folder and warns when the folder does not exist yet
+        Path(run.root).mkdir(parents=True, exist_ok=True)
+        logger = WandbLogger(save_dir=run.root, offline=not online, **ident)
+        # Lightning always passes ``anonymous`` (None when unset), a W&B setting that now only warns
+        logger._wandb_init.pop("anonymous", None)
+        loggers.append(logger)
     return loggers
 
 
@@ -235,5 +271,19 @@ def finish_wandb(trainer) -> None:
             logger.experiment.finish()
 
 
+def _subcommand_of(args) -> str | None:
+    words = list(sys.argv[1:] if args is None else args)
+    return next((w for w in words if w in ("fit", "validate", "test", "predict")), None)
+
+
 def main(args: list[str] | None = None) -> None:
-    BenchmarkCLI(args=args, subclass_mode_model=True, subclass_mode_data=True, auto_configure_optimizers=False)
+    """``args`` None reads ``sys.argv``; a usage error exits with status 2 and a short message."""
+    quiet_third_party()
+    known_classes()  # imported classes resolve by short name: --model SVMAC, --data SyntheticPoses
+    try:
+        BenchmarkCLI(args=args, subclass_mode_model=True, subclass_mode_data=True, auto_configure_optimizers=False)
+    except UsageError as err:
+        if debug_requested():
+            raise
+        print(err, file=sys.stderr)
+        raise SystemExit(2) from None

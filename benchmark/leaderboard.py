@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -233,20 +234,55 @@ def write_csv(tables: list[dict], path: Path) -> None:
     write_text_atomic(path, out.getvalue())
 
 
+#: the method column folds long names down to this width rather than take the numbers' room
+METHOD_MIN_WIDTH = 12
+
+
+def _metric_chunks(widths: list[int], total: int) -> list[list[int]]:
+    """Indexes of the metric columns per table so that each table fits ``total`` characters (rich's box:
+    one border plus, per column, its width, two spaces of padding and a border)."""
+
+    def fits(chunk: list[int]) -> bool:
+        return 1 + METHOD_MIN_WIDTH + 3 + sum(widths[i] + 3 for i in chunk) <= total
+
+    chunks: list[list[int]] = [[]]
+    for i in range(len(widths)):
+        if chunks[-1] and not fits(chunks[-1] + [i]):
+            chunks.append([])
+        chunks[-1].append(i)
+    # as many tables as needed, with the columns spread evenly over them when they still fit (4 + 3, not 6 + 1)
+    size = -(-len(widths) // len(chunks))
+    even = [list(range(i, min(i + size, len(widths)))) for i in range(0, len(widths), size)]
+    return even if len(even) == len(chunks) and all(map(fits, even)) else chunks
+
+
 def print_tables(tables: list[dict], console: Console | None = None) -> None:
-    """Terminal tables with short column names; the protocol tags of every column go in the caption."""
+    """Terminal tables with short column names; the protocol tags of every column go in the caption.
+
+    A number is never cut: long method names fold onto several lines, and metrics that do not fit the
+    console's width (80 in a log file) go on to a second table with the same rows.
+    """
     console = console or Console()
     for t in tables:
         protocol = ", ".join(f"{k}={v}" for k, v in sorted(t["protocol"].items()))
         caption = escape(f"{protocol}\ncolumns: " + "; ".join(t["columns"]))  # "[...]" is not rich markup here
-        table = Table(title=t["title"], caption=caption)
-        table.add_column("method", no_wrap=True)
-        table.add_column("input")
-        for metric in t["metrics"]:
-            table.add_column(display_name(metric), justify="right", no_wrap=True)
-        table.add_column("f→c", justify="right", no_wrap=True)
-        for row in t["rows"]:
-            style = "dim" if row["baseline"] else "bold"
-            table.add_row(row["method"], row["input"], *(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])),
-                          fmt_closed(row["closed"]), style=style)  # fmt: skip
-        console.print(table)
+        # the floor-to-ceiling share is one more right-aligned column; the input goes under the method's name
+        cells = [[*(_fmt(m, v) for m, v in zip(t["metrics"], row["values"])), fmt_closed(row["closed"])]
+                 for row in t["rows"]]  # fmt: skip
+        headers = [*(display_name(m) for m in t["metrics"]), "f→c"]
+        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+        chunks = _metric_chunks(widths, console.width)
+        for n, chunk in enumerate(chunks):
+            title = t["title"] + (f" ({n + 1}/{len(chunks)})" if len(chunks) > 1 else "")
+            table = Table(title=title, caption=caption if n == len(chunks) - 1 else None)
+            room = max(METHOD_MIN_WIDTH, console.width - 4 - sum(widths[i] + 3 for i in chunk))
+            longest = max(len(s) for r in t["rows"] for s in (r["method"], r["input"]))
+            table.add_column("method / input", overflow="fold", min_width=min(room, longest))
+            for i in chunk:
+                table.add_column(headers[i], justify="right", no_wrap=True, min_width=widths[i])
+            for row, values in zip(t["rows"], cells):
+                style = "dim" if row["baseline"] else "bold"
+                name = "\n".join(textwrap.wrap(row["method"], room, break_on_hyphens=True))  # at '-' if it can
+                label = escape(name) + "\n[not bold dim]" + escape(row["input"]) + "[/]"
+                table.add_row(label, *(values[i] for i in chunk), style=style)
+            console.print(table)

@@ -192,6 +192,9 @@ def resolve_record(run: Run) -> Path:
     """Where ``run`` will write its method record: parses the run's config with the benchmark CLI itself."""
     from .cli import BenchmarkCLI, default_run_name
     from .records import protocol_id, record_path, record_protocol
+    from .terminal import UsageError, known_classes
+
+    known_classes()  # short class names (--model SVMAC) resolve as in `python -m benchmark fit`
 
     class Resolver(BenchmarkCLI):
         def before_instantiate_classes(self) -> None:  # no thread settings in this process
@@ -209,6 +212,8 @@ def resolve_record(run: Run) -> Path:
             try:
                 cli = Resolver(args=run.args, run=False, subclass_mode_model=True, subclass_mode_data=True,
                                auto_configure_optimizers=False, seed_everything_default=False)  # fmt: skip
+            except UsageError as e:
+                raise SuiteError(f"{run.key}: the config does not parse: {e}") from e
             except SystemExit as e:
                 raise SuiteError(f"{run.key}: the config does not parse: {err.getvalue().strip()[-800:]}") from e
     finally:

@@ -357,7 +357,8 @@ class PoseEstimator(L.LightningModule):
                 self.log(f"test/{key}" if name == self.method_name else f"test_{name}/{key}", value, sync_dist=True)
                 if self.action_names:
                     for action, v in zip(self.action_names, metric.compute_groups().tolist()):
-                        per_action.setdefault(action, {})[key] = v
+                        if v == v:  # NaN: no test pose of this action (e.g. a training-only action)
+                            per_action.setdefault(action, {})[key] = v
                 metric.reset()
             self.test_results[name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol,
                                        "input": self.input_description(name),

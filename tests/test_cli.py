@@ -1,13 +1,22 @@
-"""The command line: a tiny fit + test writes result records, and bad configs fail fast and clearly."""
+"""The command line: a tiny fit + test writes result records, bad configs fail fast and clearly, and the terminal
+shows the user what concerns their run (help, short errors, progress lines, complete leaderboard numbers)."""
 
+import io
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 from tiny import tiny_args
 
 from benchmark.__main__ import main
+from benchmark.leaderboard import _fmt, group_tables, per_action_markdown, print_tables
+from benchmark.terminal import DEBUG_ENV
 
 TINY = tiny_args(clips=2, batch_size=64)
 
@@ -83,3 +92,96 @@ def test_datamodule_lacking_a_key_fails_with_its_name(workdir):
 def test_leaderboard_without_results_says_what_to_do(workdir, capsys):
     assert main(["leaderboard"]) == 1
     assert "make run" in capsys.readouterr().out
+
+
+# -- what a user sees in the terminal: subprocesses, as from a shell, with stdout a pipe (a log file) ----------
+REPO = Path(__file__).resolve().parents[1]
+LIGHTNING_NOISE = ["LightningCLI's args parameter", "litlogger", "LeafSpec", "anonymous setting", "git root",
+                   "Traceback"]  # fmt: skip
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "OMP_NUM_THREADS": "1",
+           "COLUMNS": "80"}  # fmt: skip
+    env.pop(DEBUG_ENV, None)
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def test_help_lists_every_command(tmp_path):
+    shown = run_cli(["--help"], tmp_path)
+    bare = run_cli([], tmp_path)
+    assert shown.returncode == 0 and bare.returncode == 2 and bare.stdout == shown.stdout
+    for command in ["fit", "validate", "test", "predict", "suite", "leaderboard", "data stats", "data check",
+                    "data preview", "--model SVMAC"]:  # fmt: skip
+        assert command in shown.stdout
+    assert "__main__" not in shown.stdout + shown.stderr and "Lightning Trainer" not in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "bad, option, says",
+    [(["--model.init_args.num_angles", "-3"], "--model.init_args.num_angles -3", "num_angles must be >= 1"),
+     (["--model.class_path", "methods.nope.X"], "--model methods.nope.X", "known methods: SVMAC"),
+     (["--model", "Nope"], "--model Nope", "known methods: SVMAC")],
+)  # fmt: skip
+def test_bad_input_is_a_short_error_naming_the_option(workdir, bad, option, says):
+    done = run_cli(["fit", "--config", "configs/svmac.yaml", "--run.wandb", "off", *bad], workdir)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    err = lines[next(i for i, ln in enumerate(lines) if ln.startswith("error:")) :]
+    assert len(err) <= 3 and err[0].startswith(f"error: {option}: ") and says in done.stderr, done.stderr
+    assert len(lines) - len(err) <= 1  # at most Lightning's "Seed set to 0" before it
+    assert not any(noise in done.stdout + done.stderr for noise in LIGHTNING_NOISE)
+
+
+@pytest.fixture(scope="module")
+def short_name_fit(tmp_path_factory):
+    """A tiny fit with the short class names, W&B offline, progress bar on and output to a pipe."""
+    workdir = tmp_path_factory.mktemp("fit")
+    args = ["fit", "--model", "SVMAC", "--data", "SyntheticPoses", *tiny_args(wandb="offline", config=False),
+            "--trainer.enable_progress_bar", "true", "--trainer.log_every_n_steps", "1"]  # fmt: skip
+    return workdir, run_cli(args, workdir)
+
+
+def test_short_class_names_train(short_name_fit):
+    workdir, done = short_name_fit
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name.split("__")[0] for p in (workdir / "results" / "synthetic").glob("*.json")) == [
+        "baseline-mean-pose", "baseline-zero-depth", "svmac"]  # fmt: skip
+
+
+def test_a_clean_fit_prints_no_third_party_notices(short_name_fit):
+    _, done = short_name_fit
+    out = done.stdout + done.stderr
+    assert [noise for noise in LIGHTNING_NOISE if noise in out] == []
+
+
+def test_without_a_terminal_every_validation_prints_a_line(short_name_fit):
+    _, done = short_name_fit
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["0", "1"], done.stdout  # tiny_args: 2 epochs, one validation each
+    assert all("val P-MPJPE" in ln and "baseline-zero-depth" in ln and "step" in ln for ln in lines)
+    assert "it/s" not in done.stdout  # no rich bar drawn into the log
+
+
+def test_leaderboard_at_80_columns_shows_every_number_in_full():
+    metrics = {"mpjpe": 1210.34, "p_mpjpe": 395.25, "n_mpjpe": 1000.12, "pck150": 0.4567, "auc": 0.2, "pss50": 0.5,
+               "pss100": 0.1234}  # fmt: skip
+    names = ["svmac-nodisc-supervised-5pct-angles-3", "baseline-zero-depth", "baseline-mean-pose"]
+    records = [{"dataset": "synthetic", "protocol_id": "abc", "protocol": {"dataset": "synthetic"}, "method": name,
+                "metrics": metrics, "baseline": name.startswith("baseline")} for name in names]  # fmt: skip
+    out = io.StringIO()
+    print_tables(group_tables(records), Console(file=out, width=80))
+    text = out.getvalue()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    for metric, value in metrics.items():
+        assert _fmt(metric, value) in text
+    assert text.count("395.2") == len(names)  # every row, every number
+
+
+def test_per_action_table_has_only_the_test_sets_actions(workdir):
+    main(["fit", *TINY, "--data.class_path", "posesonly.FewerTestActions", "--run.test_after_fit", "true"])
+    records = [json.loads(p.read_text()) for p in (workdir / "results" / "synthetic").glob("*.json")]
+    assert records and all(set(rec["per_action"]) == {"walk"} for rec in records)
+    table = group_tables(records)[0]
+    assert "—" not in per_action_markdown(table)
