@@ -16,6 +16,7 @@ from tiny import tiny_args
 
 from benchmark.__main__ import main
 from benchmark.leaderboard import _fmt, group_tables, per_action_markdown, print_tables
+from benchmark.records import load_records
 from benchmark.terminal import DEBUG_ENV
 
 TINY = tiny_args(clips=2, batch_size=64)
@@ -181,7 +182,7 @@ def test_leaderboard_at_80_columns_shows_every_number_in_full():
 
 def test_per_action_table_has_only_the_test_sets_actions(workdir):
     main(["fit", *TINY, "--data.class_path", "posesonly.FewerTestActions", "--run.test_after_fit", "true"])
-    records = [json.loads(p.read_text()) for p in (workdir / "results" / "synthetic").glob("*.json")]
+    records = load_records(workdir / "results")
     assert records and all(set(rec["per_action"]) == {"walk"} for rec in records)
     table = group_tables(records)[0]
     assert "—" not in per_action_markdown(table)
