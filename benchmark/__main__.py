@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
         from .report import main as leaderboard_main
 
         return leaderboard_main(argv[1:])
+    if argv and argv[0] == "epipolar-labels":
+        return __import__("benchmark.epipolar_labels", fromlist=["main"]).main(argv[1:])
     if argv and argv[0] == "suite":
         from .suite import main as suite_main
 
