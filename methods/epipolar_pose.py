@@ -31,7 +31,7 @@ Choices where the paper leaves a detail open:
   The inlier threshold is ``ransac_threshold`` times the image width (px), so it follows the image size.
 * **Target frame and units.** V is root-centred at unit mean root distance (the scale is dropped, Sec. 3.1) and
   rotated into each view's camera frame; the prediction is the soft-argmax (x, y, z) in normalised volume
-  coordinates times ``volume_half_size`` (pose units per half volume), root-centred. With the default 2.5 the
+  coordinates times ``volume_half_size`` (pose units per half volume), root-centred. With the default 2.0 the
   image extent of a person in the crop matches its unit-scale pose, so the heatmaps stay image-aligned. The
   evaluation returns the prediction times the mean training-pose size in mm (``PoseEstimator``).
 * **Bad input** (fewer than two views, degenerate/collinear correspondences, too few RANSAC inliers, cheirality
@@ -137,7 +137,7 @@ class EpipolarPose(PoseEstimator):
 
     def __init__(self, backbone: str = "resnet50", pretrained: str | None = None, frozen_bn: bool = False,
                  channels_last: bool = False, image_size: int = 256, depth_bins: int = 64, deconv_layers: int = 3,
-                 filters: int = 256, volume_half_size: float = 2.5, lower_steps: int = 0,
+                 filters: int = 256, volume_half_size: float = 2.0, lower_steps: int = 0,
                  lower_checkpoint: str | None = None, use_gt_2d: bool = False, use_extrinsics: bool = False,
                  ransac_iterations: int = 128, ransac_threshold: float = 0.015, min_inliers: int = 10,
                  min_spread: float = 0.05, min_front: float = 0.9, ransac_backend: str = "kornia", beta: float = 1.0,
