@@ -126,8 +126,8 @@ def main(argv: list[str]) -> int:
           f"{dm.width}x{dm.height} px crops), every usable view's label vs its ground truth:")  # fmt: skip
     print(f"{'2D':<18}{'extrinsics':<12}{'usable':>8}{'N-MPJPE':>10}{'P-MPJPE':>10}{'median':>9}")
     for r in rows:
-        print(f"{r['2d']:<18}{str(r['extrinsics']):<12}{r['usable_views']:>7.1%}{r['n_mpjpe']:>10.1f}"
-              f"{r['p_mpjpe']:>10.1f}{r['p_mpjpe_median']:>9.1f}")  # fmt: skip
+        print(f"{r['2d']:<18}{str(r['extrinsics']):<12}{r['usable_views']:>7.1%}{r['n_mpjpe']:>10.2f}"
+              f"{r['p_mpjpe']:>10.2f}{r['p_mpjpe_median']:>9.2f}")  # fmt: skip
     for ext in (False, True):
         print(f"pseudo-labelling throughput ({'extrinsics' if ext else 'RANSAC'}): "
               f"{pairs[ext] / max(seconds[ext], 1e-9):.0f} view pairs/s")  # fmt: skip

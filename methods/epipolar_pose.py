@@ -24,15 +24,23 @@ Choices where the paper leaves a detail open:
   ``val/p_mpjpe``) therefore comes from stage 2 in practice, and the record's budget counts both stages.
 * **Triangulation** is linear (DLT, kornia ``triangulate_points``), not the polynomial method of Hartley and
   Sturm the paper uses: on exact projections both are exact, and DLT is batched.
-* **RANSAC** is the batched kornia one of :func:`methods.epipolar.ransac_fundamental` (8-point minimal sets,
-  MSAC scoring, weighted refit on the inliers). Measured at this batch size (32 samples x 3 pairs, 2 CPU
-  threads): kornia 54 ms at 64 hypotheses / 75 ms at 128, OpenCV ``findFundamentalMat`` 71-72 ms; kornia is as
-  fast or faster on the CPU and needs no host round trip on a GPU, so it is the default (``ransac_backend``).
-  The inlier threshold is ``ransac_threshold`` times the image width (px), so it follows the image size.
+* **RANSAC** is :func:`methods.epipolar.ransac_fundamental`: ``kornia`` (batched over pairs and hypotheses:
+  8-point minimal sets, MSAC scoring, weighted refit on the inliers) or ``opencv`` (``cv2.findFundamentalMat``
+  per pair). Measured at the CPU batch (32 samples x 3 pairs, 128 hypotheses, a shared 2-core CPU): RANSAC
+  alone 75 ms (kornia) vs 72 ms (OpenCV); the whole labelling 746 vs 954 view pairs/s
+  (``python -m benchmark.bench_epipolar``). OpenCV is the faster on the CPU, so ``configs/cpu_epipolar_pose.yaml``
+  uses it; ``configs/epipolar_pose.yaml`` (GPU) keeps kornia, which needs no host round trip in the step. The
+  inlier threshold is ``ransac_threshold`` times the image width (px), so it follows the image size.
+* **More than two cameras.** Each pair's triangulation lives in the frame of its first camera at its own scale;
+  every pair's pose is normalised (root-centred, unit mean root distance) and rotated into camera 0's frame by
+  chaining the pairs' relative rotations (R_{0->i} = R_{i-1->i} ... R_{0->1}); the vector median (Astola et al.)
+  is taken per joint over the valid pairs; a failed pair breaks the chain for the views after it (their labels
+  are dropped). With extrinsics the pairs are triangulated in the world frame and rotated by each camera's R.
 * **Target frame and units.** V is root-centred at unit mean root distance (the scale is dropped, Sec. 3.1) and
   rotated into each view's camera frame; the prediction is the soft-argmax (x, y, z) in normalised volume
   coordinates times ``volume_half_size`` (pose units per half volume), root-centred. With the default 2.0 the
-  image extent of a person in the crop matches its unit-scale pose, so the heatmaps stay image-aligned. The
+  image extent of a person in the crop matches its unit-scale pose (measured on SyntheticHumans crops: 1.9 pose
+  units per normalised image unit, 5-95 % range 1.6-2.3), so the heatmaps stay image-aligned. The
   evaluation returns the prediction times the mean training-pose size in mm (``PoseEstimator``).
 * **Bad input** (fewer than two views, degenerate/collinear correspondences, too few RANSAC inliers, cheirality
   failure, non-finite numbers) drops the affected views from the loss; ``train/dropped_samples`` and
