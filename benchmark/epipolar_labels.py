@@ -56,6 +56,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--split", default="train")
     parser.add_argument("--json", help="also write the table to this JSON file")
+    parser.add_argument("--figures", help="folder for labels_<2D>_<extrinsics>.png: 4 labels over their ground truth")
     args = parser.parse_args(argv)
 
     from datamodules.render.humans import SyntheticHumans
@@ -94,6 +95,7 @@ def main(argv: list[str]) -> int:
     sources = [("gt", 0.0)] + [(f"gt+noise{n:g}px", n) for n in args.noise] + ([("net", None)] if lower else [])
     gen = torch.Generator().manual_seed(0)
     results: dict[tuple[str, bool], dict[str, list]] = {}
+    shown: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
     seconds = {False: 0.0, True: 0.0}
     pairs = {False: 0, True: 0}
     for chunk in index.split(args.batch):
@@ -111,6 +113,8 @@ def main(argv: list[str]) -> int:
                 seconds[ext] += time.perf_counter() - start
                 pairs[ext] += B * (V - 1)
                 err = label_errors(labels, batch["joints_3d"], root)
+                if (name, ext) not in shown:
+                    shown[name, ext] = (labels.poses[labels.view_valid][:4], batch["joints_3d"][labels.view_valid][:4])
                 acc = results.setdefault((name, ext), {"n_mpjpe": [], "p_mpjpe": [], "views": 0})
                 acc["n_mpjpe"].append(err["n_mpjpe"])
                 acc["p_mpjpe"].append(err["p_mpjpe"])
@@ -133,6 +137,14 @@ def main(argv: list[str]) -> int:
               f"{pairs[ext] / max(seconds[ext], 1e-9):.0f} view pairs/s")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.figures:
+        from methods.plots import plot_pose_pairs
+
+        for (name, ext), (pred, gt) in shown.items():
+            if len(pred):
+                path = Path(args.figures) / f"labels_{name}_{'extrinsics' if ext else 'ransac'}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                print(f"wrote {plot_pose_pairs(pred.float(), gt.float(), dm.skeleton, path)}")
     return 0
 
 
