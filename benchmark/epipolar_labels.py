@@ -97,6 +97,7 @@ def main(argv: list[str]) -> int:
     results: dict[tuple[str, bool], dict[str, list]] = {}
     shown: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
     seconds = {False: 0.0, True: 0.0}
+    net_px: list[torch.Tensor] = []
     pairs = {False: 0, True: 0}
     for chunk in index.split(args.batch):
         batch = ds.__getitems__(chunk.tolist())
@@ -105,6 +106,7 @@ def main(argv: list[str]) -> int:
             if noise is None:
                 with torch.no_grad():
                     x = lower.lower_2d(batch["image"].flatten(0, 1)).view(B, V, -1, 2)
+                net_px.append((x - batch["joints_2d_gt"]).norm(dim=-1).flatten())
             else:
                 x = batch["joints_2d_gt"] + noise * torch.randn(batch["joints_2d_gt"].shape, generator=gen)
             for ext in (False, True):
@@ -132,6 +134,8 @@ def main(argv: list[str]) -> int:
     for r in rows:
         print(f"{r['2d']:<18}{str(r['extrinsics']):<12}{r['usable_views']:>7.1%}{r['n_mpjpe']:>10.2f}"
               f"{r['p_mpjpe']:>10.2f}{r['p_mpjpe_median']:>9.2f}")  # fmt: skip
+    if net_px:
+        print(f"network 2D: mean joint error {float(torch.cat(net_px).mean()):.2f} px against the ground-truth 2D")
     for ext in (False, True):
         print(f"pseudo-labelling throughput ({'extrinsics' if ext else 'RANSAC'}): "
               f"{pairs[ext] / max(seconds[ext], 1e-9):.0f} view pairs/s")  # fmt: skip

@@ -240,14 +240,18 @@ def _records(workdir: Path) -> dict[str, dict]:
 
 
 def test_two_stages_in_one_fit_then_stage_two_from_the_saved_lower_branch(workdir):
-    main(["fit", *_tiny("--model.init_args.lower_steps", "2")])
+    main(["fit", *_tiny("--model.init_args.lower_steps", "2", "--trainer.val_check_interval", "1")])
     (version,) = (workdir / "runs" / "epipolarpose").glob("version_*")
     lower = version / "lower_2d.pt"
     assert lower.is_file()  # stage 1 ran for 2 steps, then froze and saved the lower branch
     columns = (version / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "train/loss_2d" in columns and "train/loss_3d" in columns and "train/dropped_samples" in columns
+    val = [line.split(",") for line in (version / "metrics.csv").read_text().splitlines()[1:]]
+    scores = [float(row[columns.index("val/p_mpjpe")]) for row in val if row[columns.index("val/p_mpjpe")]]
+    assert scores[:2] == [math.inf, math.inf] and math.isfinite(scores[2])  # stage 1 (steps 1, 2) is never best
     rec = _records(workdir)["epipolarpose"]
     assert rec["input"] == "image rgb32x32 (labels from 2D net)" and rec["budget"]["steps"] == 3
+    assert "step=3" in rec["run"]["checkpoint"] or "step3" in rec["run"]["checkpoint"]
     assert all(v == v for v in rec["metrics"].values())
     # stage 2 alone from the saved lower branch, with extrinsics; the state dicts of both branches are loaded
     shutil.rmtree(workdir / "results")
