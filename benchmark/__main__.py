@@ -21,6 +21,7 @@ commands:
   data stats   clips and frames per split, and a contact sheet of poses
   data check   validate a dataset folder (h36m, 3dhp, surreal) and name what is missing
   data preview a contact sheet of rendered samples
+  epipolar-labels  how good EpipolarPose's triangulated pseudo-labels are (GT 2D, noisy 2D, the network's 2D)
 
 examples:
   python -m benchmark fit --config configs/svmac.yaml --config configs/cpu_quick.yaml
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from .report import main as leaderboard_main
 
         return leaderboard_main(words[1:])
+    if command == "epipolar-labels":
+        from .epipolar_labels import main as labels_main
+
+        return labels_main(words[1:])
     if command == "suite":
         from .suite import main as suite_main
 

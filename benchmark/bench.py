@@ -127,7 +127,7 @@ def bench_supervised(
     }
 
 
-OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render")
+OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render", "benchmark.bench_epipolar")
 
 
 def main(argv: list[str] | None = None) -> int:
