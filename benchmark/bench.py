@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _time(fn, repeats: int = 3) -> float:
+def best_time(fn, repeats: int = 3) -> float:
     fn()  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -43,8 +43,8 @@ def bench_metrics(num_poses: int = 1_000_000, chunk: int = 100_000) -> dict[str,
         return lambda: [fn(pred[i : i + chunk], target[i : i + chunk]) for i in range(0, num_poses, chunk)]
 
     return {
-        "P-MPJPE poses/s": num_poses / _time(run(p_mpjpe), repeats=1),
-        "PSS@50 poses/s": num_poses / _time(run(lambda p, t: pss(p, t, centroids)), repeats=1),
+        "P-MPJPE poses/s": num_poses / best_time(run(p_mpjpe), repeats=1),
+        "PSS@50 poses/s": num_poses / best_time(run(lambda p, t: pss(p, t, centroids)), repeats=1),
     }
 
 
@@ -110,7 +110,7 @@ def bench_supervised(
         loss.backward()
         opt.step()
 
-    step_time = _time(lambda: [step() for _ in range(10)], repeats=2) / 10
+    step_time = best_time(lambda: [step() for _ in range(10)], repeats=2) / 10
 
     timer = _StepTimer(warmup=5)
     trainer = L.Trainer(max_steps=batches + 5, limit_val_batches=0, logger=False, enable_checkpointing=False,

@@ -8,19 +8,10 @@ samples = 32 images per step, one batch held in memory).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-
-def _best(fn, repeats: int = 3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+from .bench import best_time as _best
 
 
 def main(argv: list[str] | None = None) -> int:
