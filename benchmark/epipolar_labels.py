@@ -76,7 +76,8 @@ def main(argv: list[str]) -> int:
         p = ArgumentParser()
         p.add_argument("--motion", type=PoseDataModule)
         motion = p.instantiate_classes(p.parse_object({"motion": motion})).motion
-    dm = SyntheticHumans(motion=motion, mode="multiview", num_workers=0, pixels=args.lower is not None, **data_args)
+    dm = SyntheticHumans(motion=motion, mode="multiview", num_workers=0,
+                          maps=None if args.lower is not None else [], **data_args)  # fmt: skip
     ds = dm.dataset(args.split, "multiview")
     index = torch.linspace(0, len(ds) - 1, min(args.samples, len(ds))).long().unique()
     root = dm.skeleton.root
