@@ -35,12 +35,15 @@ class ResultsWriter(L.Callback):
         self.started = time.time()
         self.train_time_s: float | None = None
         self._train_start: float | None = None
+        self._restored: float | None = None  # the training time kept in a loaded checkpoint
         self.written: list[Path] = []
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self.started = time.time()
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if self._restored is not None:  # a resumed fit continues the time of the fit it resumes
+            self.train_time_s = self._restored
         self._train_start = time.time()
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -56,9 +59,9 @@ class ResultsWriter(L.Callback):
         return {"train_time_s": self._elapsed_training()}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.train_time_s = state_dict.get("train_time_s")
-        if self._train_start is not None:  # restored after training started: count from now on
-            self._train_start = time.time()
+        # Only kept aside: testing the best checkpoint after a fit restores it too, and must not replace the
+        # fit's own time with the time at which that checkpoint was written.
+        self._restored = state_dict.get("train_time_s")
 
     def on_test_end(self, trainer, pl_module) -> None:
         log_dir = trainer.log_dir  # on every process: a collective call under DDP

@@ -203,3 +203,19 @@ def test_cosine_schedule_follows_steps_or_time_whichever_binds():
     sched = cosine_schedule(opt, SimpleNamespace(_trainer=trainer))["scheduler"]
     assert opt.param_groups[0]["lr"] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 0.75)), rel=0.05)
     del sched
+
+
+def test_training_time_sums_over_resumes_and_survives_testing_an_earlier_checkpoint():
+    from benchmark.results import ResultsWriter
+
+    fit = ResultsWriter()
+    fit.on_train_start(None, None)
+    fit._train_start -= 100.0  # 100 s of training
+    fit.on_train_end(None, None)
+    fit.load_state_dict({"train_time_s": 5.0})  # testing the best checkpoint, written after 5 s
+    assert fit.train_time_s == pytest.approx(100.0, abs=1.0)
+    resumed = ResultsWriter()
+    resumed.load_state_dict(fit.state_dict())  # a fit resumed from the end of the first one
+    resumed.on_train_start(None, None)
+    resumed._train_start -= 10.0
+    assert resumed.state_dict()["train_time_s"] == pytest.approx(110.0, abs=1.0)
