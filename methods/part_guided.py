@@ -178,7 +178,7 @@ class PartGuided(PoseEstimator):
                  image_size: int = 128, appearance_channels: int = 64, pose_hidden: int = 1024,
                  decoder_base: int = 32, decoder_depth: int = 4, template_size: int = 96, tau: float = 0.1,
                  depth_unit: float = 0.5,                 focal: float = 2.0, crop_margin: float = 1.2, max_pitch_deg: float = 30.0,
-                 max_roll_deg: float = 15.0, max_shift: float = 0.2, depth_range: float = 0.3,
+                 max_roll_deg: float = 15.0, max_shift: float = 0.2, depth_range: float = 0.5,
                  kinematic: bool = True, use_prior: bool = True, use_saliency: bool = True,
                  saliency_threshold: float = 0.08, lr: float = 2e-3, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
@@ -282,7 +282,7 @@ class PartGuided(PoseEstimator):
             p3d = self.fk(self.mean_limbs + limb_raw.view(B, J, 3).float())
             rel = p3d @ R.transpose(-1, -2)
         else:  # direct camera-frame joints around the mean pose (root-relative)
-            rest = limbs_to_pose(self.mean_limbs, self.bone_lengths) @ R0.to(limb_raw).t()
+            rest = self.fk(self.mean_limbs.unsqueeze(0))[0] @ R0.to(limb_raw).t()
             rel = rest + limb_raw.view(B, J, 3).float()
             rel = rel - rel[:, self.skeleton.root : self.skeleton.root + 1]
             p3d = rel
