@@ -60,6 +60,12 @@ front of the pelvis. The paper divides the part maps by the depth itself; at 4-5
 torso changes that by 5 %, less than a thin limb's blurred map is weaker than the torso's, so the torso would
 win; measured from the plane, the limb's depth is 0.6 against the torso's 1.0.
 
+Batch normalisation: the cycle's encoder pass on the decoded images I-hat_z runs with the encoder's BatchNorm
+in eval mode (running statistics, not updated; :func:`frozen_batchnorm`), as the "frozen energy network" the
+text describes. Updating them with decoded images made the running statistics of real images wrong: at
+test time the appearance code was off its training distribution and the decoder rendered nothing (first
+CPU run).
+
 Other choices: no colour jitter or flips/rotations (the paper's augmentations); learning rate ``lr`` for
 every Adagrad (not given in the paper); the puppet's temperature ``tau`` (see :mod:`methods.puppet`).
 
@@ -74,6 +80,7 @@ validation (``<log dir>/val_synthesis.png`` and a copy per step under ``synthesi
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import kornia
@@ -115,6 +122,19 @@ def segmentation_f1(counts: torch.Tensor) -> dict[str, float]:
     fg_fn, fg_fp = fp[-1], fn[-1]
     fg_tp = (tp[:-1] + fn[:-1]).sum() - fg_fn
     return {"f1_fg": float(2 * fg_tp / (2 * fg_tp + fg_fp + fg_fn).clamp(min=1)), "f1_parts": float(f1[:-1].mean())}
+
+
+@contextmanager
+def frozen_batchnorm(module: nn.Module):
+    """Run ``module``'s BatchNorm layers in eval mode (running statistics, not updated) inside the block."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.train()
 
 
 class PartGuidedEncoder(nn.Module):
@@ -376,17 +396,18 @@ class PartGuided(PoseEstimator):
             X_z = rel_z + t.unsqueeze(1)
             out_z = self.render(X_z, a_s)
             # the cycle: E(I-hat_z); the encoder step reads it detached, the decoder step through D
-            cyc_limb, cyc_cam, cyc_app = self.encoder(out_z["image"].detach() if encoder_step else out_z["image"])
+            with frozen_batchnorm(self.encoder):  # synthetic images must not shift the statistics of real ones
+                cyc_limb, cyc_cam, cyc_app = self.encoder(out_z["image"].detach() if encoder_step else out_z["image"])
             cyc = self.pose(cyc_limb, cyc_cam)
             target = p_z if hp.kinematic else rel_z
             losses["pz"] = (cyc["p3d"] - target).abs().mean()
             losses["as"] = (cyc_app - a_s.detach()).abs().mean()
             depth_from = (cyc["p3d"].detach() @ R.transpose(-1, -2) + t.unsqueeze(1)) if hp.kinematic else None
             with torch.no_grad():
-                q_z, rel, _ = self.project(X_z)
+                q_z, rel, across_z = self.project(X_z)
                 if depth_from is not None:
                     rel = self.relative_depth(depth_from[..., 2])
-                y_z = self.puppet.forward(q_z, rel, 1.0, out_z["phi_d"].shape[-2:])["y_p"]
+                y_z = self.puppet.forward(q_z, rel, across_z, out_z["phi_d"].shape[-2:])["y_p"]
             seg_out, seg_target = out_z, y_z
         else:
             seg_out, seg_target = out_t, out_t["y_p"].detach()

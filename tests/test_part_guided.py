@@ -3,6 +3,7 @@ the F1 measures, the background estimate of the pair data, and a tiny fit throug
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -172,6 +173,18 @@ def test_energy_step_moves_only_the_unfrozen_network(frozen):
     enc, dec = _snapshot(model.encoder), _snapshot(model.decoder)
     model.update(losses, opts, [k for k, (_, which) in enumerate(model._groups()) if which == "all"])
     assert _changed(model.encoder, enc) > 0 and _changed(model.decoder, dec) > 0
+
+
+def test_cycle_pass_leaves_the_encoders_batchnorm_statistics_to_real_images():
+    model = tiny_model()
+    batch = tiny_pairs().dataset("train").__getitems__([0, 3, 5, 7])
+    reference = copy.deepcopy(model)
+    reference.encoder(torch.cat([batch["image"][:, 0], batch["image"][:, 1]]))  # the real images only
+    model.losses(batch, encoder_step=True)
+    bn = model.encoder.backbone.stem[1]
+    torch.testing.assert_close(bn.running_mean, reference.encoder.backbone.stem[1].running_mean)
+    assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+    assert all(m.training for m in model.encoder.modules())  # back in training mode afterwards
 
 
 def test_ablation_switches_change_the_losses():
