@@ -32,6 +32,9 @@ D(a_s, T(p_z^3D, c_t)) (the target's camera, detached: the prior poses are shown
   "w/o m_sal" sets m_sal = 1 (the decoder must then reproduce the background as well).
 * **L_I^u** (consistency of y-hat and I-hat, predicted pose q_t): ``mean |f-hat_t * I-hat_t - m_sal * I_t|``
   (L1 over pixels and channels): the decoder's foreground-masked image is the salient part of I_t.
+  Known weakness (first CPU run): it constrains only the product f-hat * I-hat, so on predicted poses y-hat's
+  argmax is left free (the part F1 of y-hat stayed near 0 while L_seg fell on the prior path); compositing
+  over the background estimate, ``|f-hat I-hat + (1 - f-hat) B - I_t|``, would tie f-hat to the person.
 * **L_I^c** (consistency of p via w_fg and I-hat, on the true pose q_z): ``mean (1 - w_fg^z) * f-hat_z *
   I-hat_z``: the decoder paints nothing outside the posed puppet.
 * **L_seg** (consistency of p via y^{p_z} and y-hat): cross-entropy of y-hat_z against y^{p_z} weighted by
