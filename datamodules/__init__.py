@@ -23,6 +23,7 @@ _EXPORTS = {
     "SyntheticPoses": "datamodules.motion.synthetic",
     "MocapPoses": "datamodules.motion.mocap",
     "SyntheticHumans": "datamodules.render.humans",
+    "SyntheticHumanPairs": "datamodules.render.video_background",
     "Human36M": "datamodules.recorded.h36m",
     "MPIINF3DHP": "datamodules.recorded.mpi3dhp",
     "SURREAL": "datamodules.recorded.surreal",

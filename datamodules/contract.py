@@ -24,6 +24,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "parts": ("(B, H, W)", "part labels, 0 = background (int64)"),
     "depth": ("(B, 1, H, W)", "depth along the optical axis, millimetres, 0 = background"),
     "flow": ("(B, 2, H, W)", "optical flow to the next frame, pixels"),
+    "background": ("(B, 3, H, W)", "background estimate of the sample's video (temporal median), float RGB in [0, 1]"),
     "K": ("(B, 3, 3)", "intrinsics, pixels"),
     "R": ("(B, 3, 3)", "world-to-camera rotation"),
     "t": ("(B, 3)", "world-to-camera translation, millimetres"),

@@ -1,0 +1,272 @@
+"""Part-guided synthesis (Kundu et al. 2020): T_fk, the puppet's warps and depth order, Algorithm 1's frozen halves,
+the F1 measures, the background estimate of the pair data, and a tiny fit through the CLI."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.__main__ import main
+from datamodules.motion.synthetic import SyntheticPoses
+from datamodules.render.video_background import SyntheticHumanPairs
+from datamodules.skeleton import H36M_17
+from methods.kinematics import face_vector, pose_to_limbs
+from methods.part_guided import DEFAULT_BONES_MM, PartGuided, segmentation_counts, segmentation_f1
+from methods.puppet import PUPPET_PARTS, Puppet, affine_from_anchors, depth_aware_parts, plot_puppet
+
+ROOT = Path(__file__).resolve().parents[1]
+BONES = torch.tensor(DEFAULT_BONES_MM)
+
+
+def tiny_model(**kwargs) -> PartGuided:
+    torch.manual_seed(0)
+    opts = dict(image_size=32, pose_hidden=16, appearance_channels=4, decoder_base=4, decoder_depth=2,
+                template_size=32, pss_k=(4,))  # fmt: skip
+    model = PartGuided(prior=SyntheticPoses(train_subjects=[9], val_subjects=[10], test_subjects=[11],
+                                            actions=["walk"], clips_per_action=1, frames_per_clip=10),
+                       **{**opts, **kwargs})  # fmt: skip
+    model.prior_limbs = pose_to_limbs(model.prior.load_clips("train").joints_world.float())[0]
+    return model
+
+
+def tiny_pairs(size: int = 32, **kwargs) -> SyntheticHumanPairs:
+    motion = SyntheticPoses(train_subjects=[1], val_subjects=[2], test_subjects=[3], actions=["walk"],
+                            clips_per_action=1, frames_per_clip=20)  # fmt: skip
+    return SyntheticHumanPairs(motion=motion, mode="pair", image_size=size, num_workers=0, video_frames=20,
+                               num_scenes=1, **kwargs)  # fmt: skip
+
+
+# -- T_fk -----------------------------------------------------------------------------------------------------
+def test_fk_keeps_bone_lengths_and_puts_the_face_vector_on_x():
+    model = tiny_model()
+    torch.manual_seed(1)
+    limbs, cam = torch.randn(5, 17 * 3), torch.randn(5, 6)
+    pose = model.pose(limbs, cam)
+    lengths = H36M_17.bone_lengths(pose["p3d"])
+    torch.testing.assert_close(lengths, model.bone_lengths[1:].expand(5, -1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(face_vector(pose["p3d"]), torch.tensor([1.0, 0, 0]).expand(5, 3), atol=1e-5, rtol=0)
+    # the camera only rotates and moves it: camera-frame bone lengths are the same
+    torch.testing.assert_close(H36M_17.bone_lengths(pose["X"]), lengths, atol=1e-5, rtol=0)
+    # the frontal camera (zero angles) looks at the face: body forward (+X) is the camera's -z, left is +x
+    R, _ = model.camera(torch.zeros(1, 6))
+    torch.testing.assert_close(R[0] @ torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 0, -1]))
+    torch.testing.assert_close(R[0] @ torch.tensor([0.0, 1, 0]), torch.tensor([1.0, 0, 0]))
+
+
+# -- the puppet -----------------------------------------------------------------------------------------------
+def test_segment_affine_maps_anchors_onto_joints():
+    canon = torch.tensor([[[10.0, 5.0], [10.0, 25.0]], [[3.0, 4.0], [7.0, 1.0]]])
+    target = torch.tensor([[[40.0, 40.0], [55.0, 40.0]], [[0.0, 0.0], [-6.0, 8.0]]])
+    A = affine_from_anchors(canon, target, torch.tensor([0.5, 2.0]), min_length_ratio=0.1)
+    homog = torch.cat([canon, torch.ones(2, 2, 1)], dim=-1)
+    torch.testing.assert_close(homog @ A.transpose(-1, -2), target)
+    # across the bone: a unit step perpendicular to the canonical bone becomes `across` px
+    perp = A[0, :, :2] @ torch.tensor([1.0, 0.0])
+    assert math.isclose(float(perp.norm()), 0.5, rel_tol=1e-6)
+
+
+def test_puppet_warp_carries_canonical_anchors_onto_target_joints():
+    puppet = Puppet(BONES, template_size=64)
+    # target: the template joints turned by 30 degrees, halved and shifted (a similarity)
+    c, s = math.cos(math.pi / 6), math.sin(math.pi / 6)
+    rot = torch.tensor([[c, -s], [s, c]])
+    q = (0.5 * puppet.template_joints @ rot.T + torch.tensor([20.0, 12.0])).unsqueeze(0)
+    A = puppet.affines(q, 0.5)[0]  # (L, 2, 3)
+    for part, (a, b) in zip(PUPPET_PARTS[1:], puppet.limb_joints):
+        l = PUPPET_PARTS.index(part)  # noqa: E741
+        for j in (a, b):
+            mapped = A[l, :, :2] @ puppet.template_joints[j] + A[l, :, 2]
+            torch.testing.assert_close(mapped, q[0, j], atol=1e-4, rtol=0)
+    # the torso's four anchors: shoulder and hip midpoints land exactly, the corners too (a similarity)
+    for j in puppet.torso_joints:
+        torch.testing.assert_close(A[0, :, :2] @ puppet.template_joints[j] + A[0, :, 2], q[0, j], atol=1e-3, rtol=0)
+    # the resampled maps: phi_p at each posed anchor equals phi_c at the canonical anchor
+    phi_p, _ = puppet.warp(q, 0.5, (48, 48))
+
+    def sample(maps, pts, size):  # bilinear value at pixel coordinates (centre of pixel i at i + 0.5)
+        grid = (2 * pts / size - 1).view(1, 1, -1, 2)
+        return F.grid_sample(maps.unsqueeze(1), grid.expand(maps.shape[0], -1, -1, -1), align_corners=False)[:, 0, 0]
+
+    ankles = [H36M_17.index("LKnee"), H36M_17.index("RElbow")]
+    canon_vals = sample(puppet.phi_c, puppet.template_joints[ankles], 64)
+    posed_vals = sample(phi_p[0], q[0, ankles], 48)
+    torch.testing.assert_close(posed_vals, canon_vals, atol=0.08, rtol=0)
+    assert posed_vals.amax() > 0.5
+
+
+def test_depth_aware_softmax_matches_hand_computation():
+    phi_p = torch.tensor([1.0, 1.0]).view(1, 2, 1, 1)
+    phi_d, bar, y = depth_aware_parts(phi_p, torch.tensor([[1.0, 2.0]]), tau=1.0)
+    e1, e2 = math.exp(1.0), math.exp(0.5)
+    d = torch.tensor([e1, e2]) / (e1 + e2)
+    torch.testing.assert_close(phi_d.flatten(), d)
+    logits = torch.tensor([d[0], d[1], 1 - d[0]])
+    torch.testing.assert_close(bar.flatten(), torch.softmax(logits, 0))
+    assert int(y) == 0
+
+
+def test_nearer_of_two_overlapping_limbs_wins():
+    H = W = 16
+    phi_p = torch.zeros(1, 3, H, W)
+    phi_p[0, 0, :, :10] = 1.0  # part 0 covers columns 0-9, part 1 columns 6-15: overlap 6-9
+    phi_p[0, 1, :, 6:] = 1.0
+    for near, far in ((0, 1), (1, 0)):
+        depth = torch.ones(1, 3)
+        depth[0, near], depth[0, far] = 0.9, 1.1
+        _, _, y = depth_aware_parts(phi_p, depth, tau=0.1)
+        assert (y[0, :, 6:10] == near).all()
+        assert (y[0, :, :6] == 0).all() and (y[0, :, 10:] == 1).all()
+    phi_p[0, :, :, :] = 0
+    _, _, y = depth_aware_parts(phi_p, torch.ones(1, 3), tau=0.1)
+    assert (y == 3).all()  # nothing: background (channel L)
+    # the puppet itself: a left forearm across the torso wins in front of it and loses behind it
+    puppet = Puppet(BONES, template_size=64)
+    q = puppet.template_joints.clone().unsqueeze(0)
+    le, lw = H36M_17.index("LElbow"), H36M_17.index("LWrist")
+    mid = puppet.template_joints[puppet.torso_joints].mean(0)
+    q[0, le], q[0, lw] = mid + torch.tensor([12.0, 0.0]), mid - torch.tensor([12.0, 0.0])
+    probe = mid.round().long()
+    for forearm_depth, winner in ((0.6, "l_forearm"), (1.4, "torso")):  # 20 cm in front / behind (0.5 m unit)
+        depth = torch.ones(1, 17)
+        depth[0, [le, lw]] = forearm_depth
+        out = puppet(q, depth, 1.0, (64, 64))
+        assert int(out["y_p"][0, probe[1], probe[0]]) == PUPPET_PARTS.index(winner)
+
+
+def test_puppet_figure(tmp_path):
+    puppet = Puppet(BONES, template_size=48)
+    path = plot_puppet(puppet, tmp_path / "puppet.png", puppet.template_joints[None], torch.ones(1, 17), (48, 48))
+    assert path.stat().st_size > 1000
+
+
+# -- Algorithm 1: each half of the energy minimisation moves only its own network ------------------------------
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def _changed(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> int:
+    return sum(not torch.equal(v, before[k]) for k, v in module.named_parameters())
+
+
+@pytest.mark.parametrize("frozen", ["decoder", "encoder"])
+def test_energy_step_moves_only_the_unfrozen_network(frozen):
+    model = tiny_model()
+    batch = tiny_pairs().dataset("train").__getitems__([0, 3, 5, 7])
+    opts = model.configure_optimizers()
+    trained = "encoder" if frozen == "decoder" else "decoder"
+    losses = model.losses(batch, encoder_step=trained == "encoder")
+    enc, dec = _snapshot(model.encoder), _snapshot(model.decoder)
+    model.update(losses, opts, [k for k, (_, which) in enumerate(model._groups()) if which == trained])
+    moved = {"encoder": _changed(model.encoder, enc), "decoder": _changed(model.decoder, dec)}
+    assert moved[frozen] == 0
+    assert moved[trained] > 0
+    # the consistency step (Algorithm 1's last line) moves both
+    losses = model.losses(batch, encoder_step=False)
+    enc, dec = _snapshot(model.encoder), _snapshot(model.decoder)
+    model.update(losses, opts, [k for k, (_, which) in enumerate(model._groups()) if which == "all"])
+    assert _changed(model.encoder, enc) > 0 and _changed(model.decoder, dec) > 0
+
+
+def test_cycle_pass_leaves_the_encoders_batchnorm_statistics_to_real_images():
+    model = tiny_model()
+    batch = tiny_pairs().dataset("train").__getitems__([0, 3, 5, 7])
+    reference = copy.deepcopy(model)
+    reference.encoder(torch.cat([batch["image"][:, 0], batch["image"][:, 1]]))  # the real images only
+    model.losses(batch, encoder_step=True)
+    bn = model.encoder.backbone.stem[1]
+    torch.testing.assert_close(bn.running_mean, reference.encoder.backbone.stem[1].running_mean)
+    assert not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+    assert all(m.training for m in model.encoder.modules())  # back in training mode afterwards
+
+
+def test_ablation_switches_change_the_losses():
+    batch = tiny_pairs().dataset("train").__getitems__([0, 3])
+    assert set(tiny_model().losses(batch, False)) == {"u", "c", "seg", "pz", "as"}
+    assert set(tiny_model(use_prior=False).losses(batch, False)) == {"u", "c", "seg"}
+    assert set(tiny_model(kinematic=False).losses(batch, False)) == {"u", "c", "seg", "pz", "as", "bone"}
+    model = tiny_model(use_saliency=False)
+    assert torch.equal(model.saliency(batch["image"][:, 1], batch["background"]), torch.ones(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="use_prior is true but no prior"):
+        PartGuided(prior=None, image_size=32)
+    with pytest.raises(ValueError, match="pair"):
+        tiny_model().losses({"image": torch.rand(2, 3, 32, 32)}, False)
+
+
+# -- evaluation ---------------------------------------------------------------------------------------------------
+def test_segmentation_f1_against_hand_counts():
+    # classes: 0, 1 = parts, 2 = background; 8 pixels
+    target = torch.tensor([0, 0, 1, 1, 2, 2, 2, 1])
+    pred = torch.tensor([0, 1, 1, 2, 2, 0, 2, 1])
+    counts = segmentation_counts(pred.view(1, 8), target.view(1, 8), 3)
+    torch.testing.assert_close(counts, torch.tensor([[1.0, 2, 2], [1, 1, 1], [1, 1, 1]]))
+    f1 = segmentation_f1(counts)
+    # parts: F1_0 = 2/(2+1+1) = 0.5, F1_1 = 4/(4+1+1) = 2/3; fg vs bg: tp 4 (pixels 0,1,2,7), fp 1 (pixel 5), fn 1 (3)
+    assert math.isclose(f1["f1_parts"], (0.5 + 2 / 3) / 2, rel_tol=1e-9)
+    assert math.isclose(f1["f1_fg"], 8 / 10, rel_tol=1e-9)
+
+
+def test_pair_background_is_the_temporal_median_without_the_person():
+    dm = tiny_pairs(size=32, background_frames=5)
+    batch = dm.dataset("train").__getitems__([0, 4, 9, 13])
+    assert batch["image"].shape == (4, 2, 3, 32, 32) and batch["background"].shape == (4, 3, 32, 32)
+    assert batch["frame"].shape == (4, 2)
+    diff = (batch["image"][:, 1] - batch["background"]).abs().amax(1)
+    mask = batch["mask"][:, 1, 0]
+    assert diff[~mask].mean() < 0.5 * diff[mask].mean()
+    assert "background" in dm.provides and dm.dataset("val").mode == "single"
+    with pytest.raises(ValueError, match="mode: pair"):
+        SyntheticHumanPairs(mode="single")
+
+
+# -- the CLI ------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_tiny_fit_through_the_cli(workdir):
+    tiny = "--model.init_args.prior.init_args"
+    motion = "--data.init_args.motion.init_args"
+    args = ["fit", "--config", "configs/part_guided.yaml", "--config", "configs/cpu_images.yaml",
+            "--config", "configs/cpu_part_guided.yaml",
+            "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
+            "--model.init_args.pss_k", "[4]", "--model.init_args.artifacts_dir", "art",
+            "--model.init_args.prior", "datamodules.SyntheticPoses", f"{tiny}.train_subjects", "[4]",
+            f"{tiny}.val_subjects", "[5]", f"{tiny}.test_subjects", "[6]", f"{tiny}.actions", "[walk]",
+            f"{tiny}.clips_per_action", "1", f"{tiny}.frames_per_clip", "20",
+            "--model.init_args.pose_hidden", "16", "--model.init_args.appearance_channels", "4",
+            "--model.init_args.decoder_base", "4", "--model.init_args.decoder_depth", "2",
+            "--model.init_args.template_size", "32",
+            "--data.init_args.motion", "datamodules.SyntheticPoses", f"{motion}.train_subjects", "[1]",
+            f"{motion}.val_subjects", "[2]", f"{motion}.test_subjects", "[3]", f"{motion}.actions", "[walk, jump]",
+            f"{motion}.clips_per_action", "1", f"{motion}.frames_per_clip", "20",
+            "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10",
+            "--data.init_args.eval_stride", "5", "--data.init_args.batch_size", "4",
+            "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
+            "--trainer.max_steps", "4", "--trainer.val_check_interval", "4", "--trainer.num_sanity_val_steps", "0",
+            "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--run.wandb", "off", "--run.threads", "1"]  # fmt: skip
+    assert main(args) == 0
+    run = workdir / "runs" / "partguided" / "version_0"
+    assert (run / "val_synthesis.png").is_file() and (run / "synthesis" / "step_000004.png").is_file()
+    metrics = (run / "metrics.csv").read_text().splitlines()[0]
+    for key in ("train/loss_u", "train/loss_pz", "train/loss_seg", "val/seg_f1_fg"):
+        assert key in metrics
+    with open(run / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row["step"]]
+    assert max(steps) == 4  # global_step counts iterations of Algorithm 1, not the optimisers' steps
+    (record,) = (workdir / "results" / "humans-synthetic").glob("partguided__*.json")
+    data = json.loads(record.read_text())
+    assert data["input"] == "image rgb32x32"
+    for key in ("p_mpjpe", "seg_f1_fg", "seg_f1_parts", "puppet_f1_fg", "puppet_f1_parts"):
+        assert key in data["metrics"]
