@@ -76,8 +76,9 @@ class SyntheticHumanPairs(SyntheticHumans):
         if self.mode != "pair":
             raise ValueError(f"SyntheticHumanPairs trains on frame pairs: set mode: pair (got {self.mode!r})")
         self.background_frames = background_frames
-        if not self.pixels:
-            raise ValueError("SyntheticHumanPairs needs pixels: true (the background is a median of images)")
+        if "image" not in self.maps:
+            raise ValueError("SyntheticHumanPairs needs 'image' in its maps option (the background is a median of "
+                             f"images), got maps {list(self.maps)}")  # fmt: skip
 
     def dataset(self, split: str, mode: str | None = None) -> HumanRenders:
         mode = mode or (self.mode if split == "train" else self.eval_mode)
