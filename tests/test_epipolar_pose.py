@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from kornia.geometry.epipolar import decompose_essential_matrix, essential_from_Rt
+from tiny import tiny_humans_args
 
 from benchmark.__main__ import main
 from methods.epipolar import (
@@ -207,24 +208,9 @@ def test_options_are_checked():
 # -- through the CLI ---------------------------------------------------------------------------------------
 def _tiny(*extra: str) -> list[str]:
     return [
-        "--config", "configs/epipolar_pose.yaml", "--config", "configs/cpu_images.yaml",
-        "--config", "configs/cpu_epipolar_pose.yaml",
-        "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
+        *tiny_humans_args("configs/epipolar_pose.yaml", "configs/cpu_epipolar_pose.yaml", actions=("walk",), batch_size=2),
         "--model.init_args.depth_bins", "4", "--model.init_args.filters", "16", "--model.init_args.deconv_layers", "2",
-        "--model.init_args.pss_k", "[4]", "--model.init_args.artifacts_dir", "art",
-        "--data.init_args.motion", "datamodules.SyntheticPoses",
-        "--data.init_args.motion.init_args.train_subjects", "[1]",
-        "--data.init_args.motion.init_args.val_subjects", "[2]",
-        "--data.init_args.motion.init_args.test_subjects", "[3]",
-        "--data.init_args.motion.init_args.actions", "[walk]",
-        "--data.init_args.motion.init_args.clips_per_action", "1",
-        "--data.init_args.motion.init_args.frames_per_clip", "20",
-        "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10", "--data.init_args.eval_stride", "5",
-        "--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
-        "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.num_sanity_val_steps", "0",
-        "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--run.wandb", "off", "--run.threads", "1", *extra,
+        *extra,
     ]  # fmt: skip
 
 

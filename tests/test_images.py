@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from tiny import tiny_humans_args
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from benchmark.__main__ import main
@@ -105,24 +106,7 @@ def test_maps_option_keeps_only_the_chosen_maps_cached_or_not(tmp_path):
 
 # -- the supervised reference through the CLI ---------------------------------------------------------
 def _tiny_supervised(workdir: Path, *extra: str) -> list[str]:
-    return [
-        "--config", "configs/supervised.yaml", "--config", "configs/cpu_images.yaml",
-        "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
-        "--model.init_args.head_width", "16", "--model.init_args.pss_k", "[4]",
-        "--model.init_args.artifacts_dir", "art",
-        "--data.init_args.motion", "datamodules.SyntheticPoses",
-        "--data.init_args.motion.init_args.train_subjects", "[1]",
-        "--data.init_args.motion.init_args.val_subjects", "[2]",
-        "--data.init_args.motion.init_args.test_subjects", "[3]",
-        "--data.init_args.motion.init_args.actions", "[walk, jump]",
-        "--data.init_args.motion.init_args.clips_per_action", "1",
-        "--data.init_args.motion.init_args.frames_per_clip", "20",
-        "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10", "--data.init_args.eval_stride", "5",
-        "--data.init_args.batch_size", "8", "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
-        "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.num_sanity_val_steps", "0",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--run.wandb", "off", "--run.threads", "1", *extra,
-    ]  # fmt: skip
+    return [*tiny_humans_args("configs/supervised.yaml"), "--model.init_args.head_width", "16", *extra]
 
 
 @pytest.fixture

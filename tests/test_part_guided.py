@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import tiny_humans_args
 
 from benchmark.__main__ import main
 from datamodules.motion.synthetic import SyntheticPoses
@@ -236,26 +237,13 @@ def workdir(tmp_path, monkeypatch):
 
 def test_tiny_fit_through_the_cli(workdir):
     tiny = "--model.init_args.prior.init_args"
-    motion = "--data.init_args.motion.init_args"
-    args = ["fit", "--config", "configs/part_guided.yaml", "--config", "configs/cpu_images.yaml",
-            "--config", "configs/cpu_part_guided.yaml",
-            "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
-            "--model.init_args.pss_k", "[4]", "--model.init_args.artifacts_dir", "art",
+    args = ["fit", *tiny_humans_args("configs/part_guided.yaml", "configs/cpu_part_guided.yaml", batch_size=4, steps=4),
             "--model.init_args.prior", "datamodules.SyntheticPoses", f"{tiny}.train_subjects", "[4]",
             f"{tiny}.val_subjects", "[5]", f"{tiny}.test_subjects", "[6]", f"{tiny}.actions", "[walk]",
             f"{tiny}.clips_per_action", "1", f"{tiny}.frames_per_clip", "20",
             "--model.init_args.pose_hidden", "16", "--model.init_args.appearance_channels", "4",
             "--model.init_args.decoder_base", "4", "--model.init_args.decoder_depth", "2",
-            "--model.init_args.template_size", "32",
-            "--data.init_args.motion", "datamodules.SyntheticPoses", f"{motion}.train_subjects", "[1]",
-            f"{motion}.val_subjects", "[2]", f"{motion}.test_subjects", "[3]", f"{motion}.actions", "[walk, jump]",
-            f"{motion}.clips_per_action", "1", f"{motion}.frames_per_clip", "20",
-            "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10",
-            "--data.init_args.eval_stride", "5", "--data.init_args.batch_size", "4",
-            "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
-            "--trainer.max_steps", "4", "--trainer.val_check_interval", "4", "--trainer.num_sanity_val_steps", "0",
-            "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
-            "--trainer.enable_model_summary", "false", "--run.wandb", "off", "--run.threads", "1"]  # fmt: skip
+            "--model.init_args.template_size", "32"]  # fmt: skip
     assert main(args) == 0
     run = workdir / "runs" / "partguided" / "version_0"
     assert (run / "val_synthesis.png").is_file() and (run / "synthesis" / "step_000004.png").is_file()
