@@ -10,7 +10,7 @@ reduction), in percent, lower is better:
   person predicted front-facing is a 180-degree rotation away from the swapped labels' answer).
 * :class:`LimbDepthSign` (``limb_depth_sign``): share of limbs (upper arms, forearms, thighs, shins) whose
   depth direction (child minus parent z in the camera frame: away from or towards the camera) differs from
-  the ground truth's, counted over the limbs whose ground-truth direction is clear (|dz| >= ``min_slope``
+  the ground truth's, counted over the limbs whose ground-truth direction is clear (|dz| > ``min_slope``
   times the limb's length); a per-limb, not per-pose, mean.
 """
 
@@ -64,7 +64,7 @@ class LimbDepthSign(_GroupedPoseMetric):
         parents, children = map(list, zip(*self.limbs))
         gt = target[:, children] - target[:, parents]
         dz_pred = pred[:, children, 2] - pred[:, parents, 2]
-        clear = gt[..., 2].abs() >= self.min_slope * gt.norm(dim=-1)
+        clear = gt[..., 2].abs() > self.min_slope * gt.norm(dim=-1)
         wrong = clear & (torch.sign(dz_pred) != torch.sign(gt[..., 2]))
         return wrong.sum(-1), clear.sum(-1)
 
