@@ -209,6 +209,8 @@ class NeuralRendering(PoseEstimator):
             gradients flow); False stores the intermediates (faster, memory grows with the image).
         colour_mode: how the parts' colour fields combine (``methods.nn.gaussian_render``): ``normalised``
             (occupancy-weighted mean colour, default) or ``sum`` (the literal sum clipped at 1 of Eq. 6).
+        parts_per_ray: evaluate only the parts each ray passes closest to (None: all 16, exact; a speed knob,
+            see ``methods.nn.gaussian_render.render_gaussians``).
         boundary_weight: weight of L_b (Eq. 7-8: 1).
         reg_weight / reg_decay_steps: the rotation regulariser's initial weight and its linear decay to 0.
         probe_samples / probe_ridge: the linear-probe protocol (0 samples: off).
@@ -224,6 +226,7 @@ class NeuralRendering(PoseEstimator):
                  learn_shape: bool = False, render_size: int | None = None, num_samples: int = 64,
                  chunk_rays: int = 1024, gen_base: int = 32, gen_depth: int = 4, gen_max_channels: int = 256, spade_hidden: int = 64,
                  render_recompute: bool | None = None, colour_mode: str = "normalised",
+                 parts_per_ray: int | None = None,
                  boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
                  **kwargs):  # fmt: skip
@@ -287,7 +290,8 @@ class NeuralRendering(PoseEstimator):
                                        self.template.colours, K, (s, s), near, far, self.hparams.num_samples,
                                        image_size=image_size, chunk_rays=self.hparams.chunk_rays,
                                        recompute=self.hparams.render_recompute,
-                                       colour_mode=self.hparams.colour_mode)  # fmt: skip
+                                       colour_mode=self.hparams.colour_mode,
+                                       parts_per_ray=self.hparams.parts_per_ray)  # fmt: skip
         out = torch.cat([feat, alpha], dim=1)
         if (s, s) != tuple(image_size):
             out = F.interpolate(out, size=image_size, mode="bilinear", align_corners=False)

@@ -101,6 +101,26 @@ def test_a_spheres_silhouette_radius():
     assert float(ys.float().mean() + 0.5) == pytest.approx(size / 2, abs=0.05)
 
 
+def test_culling_parts_per_ray_is_exact_with_all_parts_and_close_with_the_nearest():
+    from methods.neural_rendering import GaussianTemplate
+
+    torch.manual_seed(0)
+    tpl = GaussianTemplate()
+    B, size = 2, 24
+    rot = (0.3 * torch.randn(B, 16, 3)).requires_grad_()
+    K = _intrinsics(size * 2.2, size / 2, size / 2).expand(B, 3, 3)
+    out = {}
+    for k in (None, 16, 6):
+        posed = tpl.pose(rot, torch.ones(B, 16, 3), torch.tensor([0.0, 0.0, 4.5]).expand(B, 3))
+        feat, alpha = render_gaussians(posed["centres"], posed["whiten"], tpl.occupancy, tpl.colours, K, (size, size),
+                                       3.3, 5.7, 24, background=1.0, parts_per_ray=k)  # fmt: skip
+        out[k] = (feat, torch.autograd.grad(feat.sum(), rot)[0])
+    assert torch.allclose(out[16][0], out[None][0], atol=1e-6)
+    assert (out[16][1] - out[None][1]).abs().max() <= 1e-4 * out[None][1].abs().max()
+    assert (out[6][0] - out[None][0]).abs().max() < 0.03  # colours in [0, 1]
+    assert (out[6][1] - out[None][1]).abs().max() < 0.05 * out[None][1].abs().max()
+
+
 def test_chunking_and_recomputation_do_not_change_the_image_or_its_gradients():
     torch.manual_seed(0)
     B, K_parts = 2, 5

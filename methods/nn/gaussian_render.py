@@ -66,21 +66,27 @@ def pixel_rays(K: torch.Tensor, height: int, width: int, image_size: tuple[int, 
     return pix @ torch.linalg.inv(K.float()).transpose(-1, -2)  # (B, R, 3)
 
 
-def _march_chunk(dirs, a, A, depths, fields, normalised: bool):
+def _march_chunk(dirs, a, A, depths, fields, normalised: bool, parts_per_ray: int | None = None):
     """One chunk of rays: (B, r, 3) dirs -> (B, r, C) features, (B, r) opacity. See the module docstring.
 
     ``fields`` (B, K, 1 + C) holds each part's occupancy and colour (times the occupancy when ``normalised``), so
-    one batched matmul sums both fields.
+    one batched matmul sums both fields. ``parts_per_ray``: keep only the parts each ray passes closest to.
     """
     b = torch.einsum("bkij,brj->brki", A, dirs)  # (B, r, K, 3)
     bb = b.square().sum(-1).clamp(min=1e-12)  # (B, r, K)
     ab = (b * a.unsqueeze(1)).sum(-1)  # (B, r, K)
     z0 = -ab / bb
     q_min = (a.square().sum(-1).unsqueeze(1) - ab.square() / bb).clamp(min=0)
-    # (B, r, S, K): log of every part's Gaussian at every sample of every ray, -q/2
+    cull = parts_per_ray is not None and parts_per_ray < q_min.shape[-1]
+    if cull:  # the parts with the smallest q_min along each ray; the others are below exp(-q_min / 2) everywhere
+        idx = q_min.topk(parts_per_ray, dim=-1, largest=False).indices  # (B, r, k)
+        bb, z0, q_min = bb.gather(-1, idx), z0.gather(-1, idx), q_min.gather(-1, idx)
+        fields = fields.unsqueeze(1).expand(-1, idx.shape[1], -1, -1)
+        fields = fields.gather(2, idx.unsqueeze(-1).expand(-1, -1, -1, fields.shape[-1]))  # (B, r, k, 1 + C)
+    # (B, r, S, K): every part's Gaussian exp(-q / 2) at every sample of every ray
     diff = depths[:, None, :, None] - z0.unsqueeze(2)
     g = torch.exp(torch.addcmul((-0.5 * q_min).unsqueeze(2), (-0.5 * bb).unsqueeze(2), diff.square()))
-    summed = torch.einsum("brsk,bkc->brsc", g, fields)  # Eq. 6
+    summed = g @ fields if cull else torch.einsum("brsk,bkc->brsc", g, fields)  # Eq. 6
     f = summed[..., 0].clamp(max=1.0)  # (B, r, S)
     if normalised:
         c = summed[..., 1:] / summed[..., :1].clamp(min=1e-12)  # (B, r, S, C)
@@ -107,6 +113,7 @@ def render_gaussians(
     chunk_rays: int = 1024,
     recompute: bool | None = None,
     colour_mode: str = "normalised",
+    parts_per_ray: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render the Gaussians; see the module docstring for the equations.
 
@@ -123,6 +130,9 @@ def render_gaussians(
             are then premultiplied by the opacity).
         chunk_rays: rays per chunk (bounds memory; see :func:`working_set_bytes`).
         colour_mode: ``"normalised"`` or ``"sum"`` (module docstring).
+        parts_per_ray: evaluate, on each ray, only the parts with the smallest Mahalanobis distance to the ray's
+            line (None: all, exact). A dropped part's Gaussian is at most exp(-q_min / 2) at every sample of
+            that ray, q_min >= the largest kept one's; a speed knob for templates whose rays pass near few parts.
         recompute: recompute each chunk in the backward pass instead of storing its intermediates; default:
             when gradients are enabled.
 
@@ -161,7 +171,7 @@ def render_gaussians(
             )
         feats, alphas = [], []
         for start in range(0, dirs.shape[1], chunk_rays):
-            args = (dirs[:, start : start + chunk_rays], a, whiten, depths, fields, normalised)
+            args = (dirs[:, start : start + chunk_rays], a, whiten, depths, fields, normalised, parts_per_ray)
             if recompute:
                 feat, alpha = checkpoint(_march_chunk, *args, use_reentrant=False)
             else:
