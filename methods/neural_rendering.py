@@ -432,7 +432,7 @@ class NeuralRendering(PoseEstimator):
 
     def on_validation_epoch_end(self) -> None:
         if self._probe is None:  # nothing fitted (sanity check): no probe numbers this time
-            probe = self.evaluators.pop(self.probe_name, None) if self.probe_name in self.evaluators else None
+            probe = self.evaluators.pop(self.probe_name) if self.probe_name in self.evaluators else None
             super().on_validation_epoch_end()
             if probe is not None:
                 self.evaluators[self.probe_name] = probe

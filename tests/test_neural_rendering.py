@@ -167,7 +167,7 @@ def test_tiny_cli_fit_writes_both_protocols_failure_rates_and_the_template_figur
           "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10",
           "--data.init_args.eval_stride", "5", "--data.init_args.batch_size", "4",
           "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
-          "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.num_sanity_val_steps", "0",
+          "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.num_sanity_val_steps", "1",
           "--trainer.log_every_n_steps", "1",
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
           "--run.wandb", "off", "--run.threads", "1"])  # fmt: skip
