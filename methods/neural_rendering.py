@@ -209,6 +209,9 @@ class NeuralRendering(PoseEstimator):
             gradients flow); False stores the intermediates (faster, memory grows with the image).
         colour_mode: how the parts' colour fields combine (``methods.nn.gaussian_render``): ``normalised``
             (occupancy-weighted mean colour, default) or ``sum`` (the literal sum clipped at 1 of Eq. 6).
+        depth_range: bound the root depth to z_ref * exp(+-depth_range) (None: unbounded, as the paper). The CPU
+            run collapsed by sending the template far away, where it renders as a dot the generator can ignore;
+            a bound (e.g. 0.7) removes that exit (not yet measured).
         parts_per_ray: evaluate only the parts each ray passes closest to (None: all 16, exact; a speed knob,
             see ``methods.nn.gaussian_render.render_gaussians``).
         boundary_weight: weight of L_b (Eq. 7-8: 1).
@@ -226,7 +229,7 @@ class NeuralRendering(PoseEstimator):
                  learn_shape: bool = False, render_size: int | None = None, num_samples: int = 64,
                  chunk_rays: int = 1024, gen_base: int = 32, gen_depth: int = 4, gen_max_channels: int = 256, spade_hidden: int = 64,
                  render_recompute: bool | None = None, colour_mode: str = "normalised",
-                 parts_per_ray: int | None = None,
+                 parts_per_ray: int | None = None, depth_range: float | None = None,
                  boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
                  **kwargs):  # fmt: skip
@@ -273,7 +276,8 @@ class NeuralRendering(PoseEstimator):
         Kf = K.float()
         uv = torch.stack([W / 2 * (1 + out[:, -3]), H / 2 * (1 + out[:, -2])], dim=-1)
         z_ref = Kf[:, 1, 1] * TEMPLATE_HEIGHT / (H / 1.2)
-        depth = z_ref * torch.exp(out[:, -1])
+        log_depth = out[:, -1] if hp.depth_range is None else hp.depth_range * torch.tanh(out[:, -1])
+        depth = z_ref * torch.exp(log_depth)
         ray = torch.linalg.solve(Kf, torch.cat([uv, torch.ones_like(uv[:, :1])], dim=-1).unsqueeze(-1)).squeeze(-1)
         translation = ray * depth.unsqueeze(-1)
         posed = self.template.pose(rotvec, scale, translation)

@@ -88,6 +88,15 @@ def test_an_untrained_encoder_centres_the_template_and_the_boundary_loss_is_eq7(
     assert float(loss) == pytest.approx(1.5 + 2.0, abs=1e-5)
 
 
+def test_depth_range_bounds_the_root_depth():
+    model = _tiny_model(depth_range=0.5).eval()
+    with torch.no_grad():
+        model.head[-1].bias[-1] = 100.0  # the log-depth output pushed far away
+        K = torch.tensor([[60.0, 0, 16], [0, 60.0, 16], [0, 0, 1]]).expand(1, 3, 3)
+        z = model.encode(torch.rand(1, 3, 32, 32), K)["translation"][0, 2]
+    assert float(z) == pytest.approx(60.0 * 1.75 / (32 / 1.2) * math.exp(0.5), rel=1e-3)
+
+
 def test_the_rotation_regulariser_decays_linearly_to_zero():
     model = _tiny_model(reg_weight=1.0, reg_decay_steps=500)
     assert [model.reg_alpha(s) for s in (0, 250, 500, 2000)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
