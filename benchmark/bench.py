@@ -5,6 +5,7 @@
 * the supervised image reference at the CPU size of ``configs/cpu_images.yaml`` (ResNet-18, 64 px):
   images/s of the training loader alone (SyntheticHumans rendering in its worker), of the training
   step alone (one batch held in memory), and of the whole Lightning loop; the loader must outrun the step;
+* neural rendering: posed Gaussian templates rendered per second at 64 and 128 px (64 samples per ray);
 * plus the data benchmarks of the other modules when present (BVH parsing, rendering).
 """
 
@@ -127,6 +128,33 @@ def bench_supervised(
     }
 
 
+def bench_template_render(sizes: tuple[int, ...] = (64, 128), batch: int = 8, samples: int = 64) -> dict[str, float]:
+    """Neural rendering (Schmidtke et al.): posed 16-part Gaussian templates rendered per second, forward alone and
+    forward + backward (chunks recomputed), ``samples`` per ray, at each image size."""
+    from methods.neural_rendering import GaussianTemplate
+    from methods.nn.gaussian_render import render_gaussians
+
+    gen = torch.Generator().manual_seed(0)
+    tpl = GaussianTemplate()
+    rot = (0.3 * torch.randn(batch, tpl.num_parts, 3, generator=gen)).requires_grad_()
+    figures = {}
+    for size in sizes:
+        K = torch.tensor([[size * 2.2, 0, size / 2], [0, size * 2.2, size / 2], [0, 0, 1.0]]).expand(batch, 3, 3)
+
+        def render(K=K, size=size):
+            posed = tpl.pose(rot, torch.ones(batch, tpl.num_parts, 3), torch.tensor([0.0, 0.0, 4.5]).expand(batch, 3))
+            return render_gaussians(posed["centres"], posed["whiten"], tpl.occupancy, tpl.colours, K, (size, size),
+                                    3.3, 5.7, samples)[0]  # fmt: skip
+
+        with torch.no_grad():
+            fwd = best_time(render, repeats=2)
+        both = best_time(lambda: render().sum().backward(), repeats=2)
+        what = f"neural rendering: templates/s at {size}px, {samples} samples/ray, batch {batch}"
+        figures[f"{what} (forward)"] = batch / fwd
+        figures[f"{what} (forward + backward)"] = batch / both
+    return figures
+
+
 OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render", "benchmark.bench_epipolar")
 
 
@@ -142,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_metrics().items()})
         figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_svmac().items()})
         figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_supervised().items()})
+        figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_template_render().items()})
     table = Table(title=f"posebench throughput (torch {torch.__version__}, {os.cpu_count()} CPUs)")
     table.add_column("what")
     table.add_column("figure", justify="right")

@@ -1,0 +1,197 @@
+"""Neural rendering of a Gaussian template (methods/neural_rendering.py): template, chain, losses, metrics, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from kornia.geometry.conversions import axis_angle_to_rotation_matrix
+
+from benchmark.__main__ import main
+from datamodules.skeleton import H36M_17
+from methods.neural_rendering import TEMPLATE_JOINTS, GaussianTemplate, NeuralRendering, part_tree
+from metrics.failure_modes import LeftRightConfusion, LimbDepthSign
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny_model(**kw):
+    args = dict(backbone="resnet18", image_size=32, render_size=16, num_samples=12, gen_base=8, gen_depth=3,
+                spade_hidden=8, head_width=16, pss_k=(), probe_samples=0)  # fmt: skip
+    return NeuralRendering(**{**args, **kw})
+
+
+def test_part_tree_starts_at_the_core_and_anchors_children_at_shared_joints():
+    order, parent, anchor = part_tree()
+    assert order[0] == H36M_17.index("Spine") and parent[0] == -1 and anchor[0] == H36M_17.root
+    assert sorted(order) == list(range(1, 17))
+    for j, p, a in zip(order, parent, anchor):
+        assert a == H36M_17.parents[j]  # the joint the bone starts at
+        if p >= 0:
+            assert order.index(p) < order.index(j)  # parents come first
+            # the shared anchor lies on the parent bone (its start or its end)
+            assert a in (p, H36M_17.parents[p])
+
+
+def test_zero_pose_is_the_template_and_one_common_rotation_is_a_rigid_motion():
+    tpl = GaussianTemplate()
+    B, K = 3, 16
+    t = torch.tensor([[0.1, -0.2, 4.0], [0.0, 0.0, 3.0], [-0.3, 0.1, 5.0]])
+    posed = tpl.pose(torch.zeros(B, K, 3), torch.ones(B, K, 3), t)
+    assert torch.allclose(posed["joints"], TEMPLATE_JOINTS + t[:, None], atol=1e-6)
+    # every part rotated by the same R: the whole template turns rigidly about the root (closed form R X + t)
+    r = torch.tensor([0.3, -1.1, 0.5])
+    R = axis_angle_to_rotation_matrix(r[None])[0]
+    posed = tpl.pose(r.expand(B, K, 3), torch.ones(B, K, 3), t)
+    assert torch.allclose(posed["joints"], TEMPLATE_JOINTS @ R.T + t[:, None], atol=1e-5)
+    # the Gaussians' means are the bones' midpoints
+    mid = (posed["joints"][:, 1:] + posed["joints"][:, list(H36M_17.parents[1:])]) / 2
+    assert torch.allclose(posed["centres"], mid, atol=1e-5)
+
+
+def test_the_chain_keeps_parts_attached_and_rotations_absolute():
+    torch.manual_seed(0)
+    tpl = GaussianTemplate()
+    B, K = 4, 16
+    rot, scale = torch.randn(B, K, 3), torch.exp(0.3 * torch.randn(B, K, 3))
+    t = torch.randn(B, 3)
+    posed = tpl.pose(rot, scale, t)
+    H, tau = posed["H"], posed["tau"]
+    order, parent, anchor = part_tree()
+    X = TEMPLATE_JOINTS
+    for j, p, a in zip(order, parent, anchor):
+        child_end = H[:, j - 1] @ X[a] + tau[:, j - 1]
+        parent_end = t if p < 0 else H[:, p - 1] @ X[a] + tau[:, p - 1]
+        assert torch.allclose(child_end, parent_end, atol=1e-5)  # Fig. 2: t = a~^n - a~^m re-attaches
+    # bone j's vector is H_j times its template vector: its own rotation and scale, not its parent's
+    bones = posed["joints"][:, 1:] - posed["joints"][:, list(H36M_17.parents[1:])]
+    rest = X[1:] - X[list(H36M_17.parents[1:])]
+    assert torch.allclose(bones, torch.einsum("bkij,kj->bki", H, rest), atol=1e-5)
+
+
+def test_an_untrained_encoder_centres_the_template_and_the_boundary_loss_is_eq7():
+    model = _tiny_model().eval()
+    K = torch.tensor([[60.0, 0, 16], [0, 60.0, 16], [0, 0, 1]]).expand(2, 3, 3)
+    with torch.no_grad():
+        posed = model.encode(torch.rand(2, 3, 32, 32), K)
+    root_px = posed["translation"] @ K[0].T
+    assert torch.allclose(root_px[:, :2] / root_px[:, 2:], torch.full((2, 2), 16.0), atol=0.5)
+    # depth: a 1.75 m template over 1/1.2 of the crop
+    assert torch.allclose(posed["translation"][:, 2], torch.tensor(60.0 * 1.75 / (32 / 1.2)), rtol=0.05)
+    # Eq. 7 by hand: one anchor at x = 1.5, y = -0.5 (inside), one at x = 0.2, y = -2.0 (outside), crop coords
+    joints = torch.tensor([[[1.5 * 16 / 60, -0.5 * 16 / 60, 1.0], [0.2 * 16 / 60, -2.0 * 16 / 60, 1.0]]])
+    loss = NeuralRendering.boundary_loss(joints, K[:1], (32, 32))
+    assert float(loss) == pytest.approx(1.5 + 2.0, abs=1e-5)
+
+
+def test_depth_range_bounds_the_root_depth():
+    model = _tiny_model(depth_range=0.5).eval()
+    with torch.no_grad():
+        model.head[-1].bias[-1] = 100.0  # the log-depth output pushed far away
+        K = torch.tensor([[60.0, 0, 16], [0, 60.0, 16], [0, 0, 1]]).expand(1, 3, 3)
+        z = model.encode(torch.rand(1, 3, 32, 32), K)["translation"][0, 2]
+    assert float(z) == pytest.approx(60.0 * 1.75 / (32 / 1.2) * math.exp(0.5), rel=1e-3)
+
+
+def test_the_rotation_regulariser_decays_linearly_to_zero():
+    model = _tiny_model(reg_weight=1.0, reg_decay_steps=500)
+    assert [model.reg_alpha(s) for s in (0, 250, 500, 2000)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+
+
+def test_gradients_reach_every_template_and_encoder_parameter():
+    torch.manual_seed(0)
+    model = _tiny_model(learn_shape=True)
+    B = 3
+    K = torch.tensor([[60.0, 0, 16], [0, 60.0, 16], [0, 0, 1]]).expand(B, 2, 3, 3)
+    loss = model.training_step({"image": torch.rand(B, 2, 3, 32, 32), "K": K}, 0)
+    loss.backward()
+    names = [n for n, p in model.named_parameters()]
+    assert any(n.startswith("template.log_sigma") for n in names) and any(n.startswith("backbone.") for n in names)
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+            or float(p.grad.abs().sum()) == 0]  # fmt: skip
+    assert not dead, f"no gradient: {dead}"
+
+
+def test_pair_mode_is_required_with_a_clear_message():
+    model = _tiny_model()
+    K = torch.eye(3).expand(2, 3, 3)
+    with pytest.raises(ValueError, match="mode: pair"):
+        model.training_step({"image": torch.rand(2, 3, 32, 32), "K": K}, 0)
+
+
+def test_failure_mode_rates_against_hand_made_cases():
+    torch.manual_seed(0)
+    gt = torch.randn(6, 17, 3) * 200
+    lr, limbs = LeftRightConfusion(), LimbDepthSign()
+    lr.update(gt, gt)
+    assert float(lr.compute()) == 0.0
+    lr.reset()
+    lr.update(gt[:, list(H36M_17.flip_permutation)], gt)  # labels swapped: every pose is closer after swapping back
+    assert float(lr.compute()) == 100.0
+    limbs.update(gt, gt)
+    assert float(limbs.compute()) == 0.0
+    limbs.reset()
+    mirrored = gt * torch.tensor([1.0, 1.0, -1.0])  # every limb's depth sign flipped
+    limbs.update(mirrored, gt)
+    assert float(limbs.compute()) == 100.0
+    # one pose, two clear limbs, one of them flipped: 50% (only limbs with |dz| > 0.2 length count)
+    pose = torch.zeros(1, 17, 3)
+    pose[0, 2] = torch.tensor([0.0, 100.0, 100.0])  # RKnee: thigh pointing away (dz = +100 of length 141)
+    pose[0, 5] = torch.tensor([0.0, 100.0, -100.0])  # LKnee: thigh pointing towards the camera
+    pose[0, 3], pose[0, 6] = pose[0, 2] + torch.tensor([0.0, 100.0, 0]), pose[0, 5] + torch.tensor([0.0, 100.0, 0])
+    pred = pose.clone()
+    pred[0, 5, 2] = 100.0  # the left thigh now points away too
+    pred[0, 6, 2] = 100.0
+    limbs.reset()
+    limbs.update(pred, pose)
+    assert float(limbs.compute()) == pytest.approx(50.0)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_tiny_cli_fit_writes_both_protocols_failure_rates_and_the_template_figure(workdir):
+    main(["fit", "--config", "configs/neural_rendering.yaml", "--config", "configs/cpu_images.yaml",
+          "--config", "configs/cpu_neural_rendering.yaml",
+          "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
+          "--model.init_args.render_size", "16", "--model.init_args.num_samples", "8",
+          "--model.init_args.gen_base", "8", "--model.init_args.spade_hidden", "8",
+          "--model.init_args.head_width", "16", "--model.init_args.pss_k", "[4]",
+          "--model.init_args.probe_samples", "24", "--model.init_args.artifacts_dir", "art",
+          "--data.init_args.motion", "datamodules.SyntheticPoses",
+          "--data.init_args.motion.init_args.train_subjects", "[1]",
+          "--data.init_args.motion.init_args.val_subjects", "[2]",
+          "--data.init_args.motion.init_args.test_subjects", "[3]",
+          "--data.init_args.motion.init_args.actions", "[walk, jump]",
+          "--data.init_args.motion.init_args.clips_per_action", "1",
+          "--data.init_args.motion.init_args.frames_per_clip", "20",
+          "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10",
+          "--data.init_args.eval_stride", "5", "--data.init_args.batch_size", "4",
+          "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
+          "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.num_sanity_val_steps", "1",
+          "--trainer.log_every_n_steps", "1",
+          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+          "--run.wandb", "off", "--run.threads", "1"])  # fmt: skip
+    records = {
+        json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (workdir / "results").rglob("*.json")
+    }
+    assert set(records) == {"neuralrendering", "neuralrendering-linear", "baseline-mean-pose", "baseline-zero-depth"}
+    for name in ("neuralrendering", "neuralrendering-linear"):
+        rec = records[name]
+        assert rec["role"] == "method" and rec["input"] == "image rgb32x32"
+        assert {"p_mpjpe", "lr_confusion", "limb_depth_sign"} <= set(rec["metrics"])
+        assert all(math.isfinite(v) for v in rec["metrics"].values())
+        assert 0 <= rec["metrics"]["lr_confusion"] <= 100 and 0 <= rec["metrics"]["limb_depth_sign"] <= 100
+    assert "probe" in records["neuralrendering-linear"]["metric_protocol"]["p_mpjpe"]
+    log_dir = next((workdir / "runs").rglob("val_templates.png")).parent
+    assert (log_dir / "train_reconstructions.png").is_file()
+    metrics = (log_dir / "metrics.csv").read_text()
+    assert "train/loss_recon" in metrics and "val_neuralrendering-linear/p_mpjpe" in metrics
