@@ -263,9 +263,13 @@ class PoseEstimator(L.LightningModule):
         """
         device = self.device
         ids = self._gather_rows(torch.cat(self._kept_ids) if self._kept_ids else torch.zeros(0, 4, dtype=torch.long))
-        columns = [(name, key) for name, metrics in self.evaluators.items() for key in metrics]
-        local = [self.evaluators[name][key].kept_values().to(device) for name, key in columns]
-        values = self._gather_rows(torch.stack(local, 1) if local else torch.zeros(0, 0, device=device))
+        count = sum(len(i) for i in self._kept_ids or [])
+        # only metrics that kept a value per pose of this epoch (one a method adds mid-test keeps none): the others
+        # get no interval
+        kept = {(name, key): m.kept_values() for name, metrics in self.evaluators.items() for key, m in metrics.items()}
+        columns = [nk for nk, v in kept.items() if v.numel() == count]
+        local = [kept[nk].to(device) for nk in columns]
+        values = self._gather_rows(torch.stack(local, 1) if local else torch.zeros(count, 0, device=device))
         if len(ids) == 0:
             return {}
         order = np.lexsort((ids[:, 3], ids[:, 1], ids[:, 0]))
@@ -278,12 +282,15 @@ class PoseEstimator(L.LightningModule):
         meta = {"method": "percentile bootstrap", "level": U.LEVEL, "resamples": U.RESAMPLES, "seed": 0,
                 "unit": unit, "units": int(len(np.unique(arrays["unit"]))), "poses": int(len(ids))}  # fmt: skip
         out = {}
-        for name, metrics in self.evaluators.items():
+        for name in self.evaluators:
             cols = [k for k, (n, _) in enumerate(columns) if n == name]
+            if not cols:
+                continue
+            keys = [columns[k][1] for k in cols]
             low, high = U.bootstrap_ci(values[:, cols], arrays["unit"], U.LEVEL, U.RESAMPLES, seed=0)
-            per_metric = {key: values[:, k].astype(np.float32) for key, k in zip(metrics, cols)}
+            per_metric = {key: values[:, k].astype(np.float32) for key, k in zip(keys, cols)}
             out[name] = {
-                "ci": {key: [float(lo), float(hi)] for key, lo, hi in zip(metrics, low, high)},
+                "ci": {key: [float(lo), float(hi)] for key, lo, hi in zip(keys, low, high)},
                 "uncertainty": meta,
                 "per_pose": {"frames_sha1": frames, "arrays": {**arrays, **per_metric}},
             }
