@@ -33,9 +33,18 @@ UNCERTAINTY_NOTE = ("Cells: mean over training seeds, ±standard deviation over 
                     f"[{100 * LEVEL:g}% percentile-bootstrap interval over test sequences, {RESAMPLES} resamples].")  # fmt: skip
 
 
+#: failure rates that metrics store in percent already (lower is better): metrics/failure_modes.py
+PERCENT_ERRORS = {"lr_confusion", "limb_depth_sign"}
+
+
 def higher_is_better(metric: str) -> bool:
-    """Rates (PCK at any threshold, AUC, PSS at any k) are fractions in [0, 1], shown in %; the rest are mm."""
-    return metric in HIGHER_IS_BETTER or metric.startswith(("pck", "pss"))
+    """Rates (PCK at any threshold, AUC, PSS at any k, segmentation F1) are fractions in [0, 1], shown in %;
+    the failure rates of ``PERCENT_ERRORS`` are percentages where lower is better; the rest are mm."""
+    return metric in HIGHER_IS_BETTER or metric.startswith(("pck", "pss", "seg_f1", "puppet_f1"))
+
+
+def unit(metric: str) -> str:
+    return "%" if higher_is_better(metric) or metric in PERCENT_ERRORS else "mm"
 
 
 def display_name(metric: str) -> str:

@@ -36,6 +36,7 @@ from .leaderboard import (
     row_mark,
     significance_note,
     to_markdown,
+    unit,
     write_csv,
 )
 from .records import load_records, write_text_atomic
@@ -76,7 +77,7 @@ def _anchor(table: dict) -> str:
 
 
 def _unit(metric: str) -> str:
-    return "%" if higher_is_better(metric) else "mm"
+    return unit(metric)
 
 
 def _finite(value) -> bool:

@@ -203,3 +203,11 @@ def test_training_time_sums_over_resumes_and_survives_testing_an_earlier_checkpo
     resumed.on_train_start(None, None)
     resumed._train_start -= 10.0
     assert resumed.state_dict()["train_time_s"] == pytest.approx(110.0, abs=1.0)
+
+
+def test_units_and_directions_of_the_methods_extra_metrics():
+    from benchmark.leaderboard import _fmt, higher_is_better, unit
+
+    assert unit("p_mpjpe") == "mm" and unit("pck150") == "%" and unit("seg_f1_parts") == "%"
+    assert unit("limb_depth_sign") == "%" and not higher_is_better("limb_depth_sign")  # a failure rate
+    assert _fmt("seg_f1_fg", 0.427) == "42.7" and _fmt("lr_confusion", 50.5) == "50.5"
