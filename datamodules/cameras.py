@@ -106,3 +106,8 @@ class CameraRig:
         width, height = self.image_size
         K = intrinsics(self.focal_px, (width / 2.0, height / 2.0), batch=n)
         return {"K": K, "R": R, "t": t}
+
+
+def in_image(uv: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """(..., 2) pixel coordinates -> (...) bool: inside the ``width`` x ``height`` image (origin top-left)."""
+    return (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0) & (uv[..., 1] < height)

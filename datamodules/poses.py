@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .cameras import CameraRig, project, world_to_camera
+from .cameras import CameraRig, in_image, project, world_to_camera
 from .skeleton import H36M_17, Skeleton
 
 SPLITS = ("train", "val", "test")
@@ -109,9 +109,7 @@ def view_clips(clips: PoseClips, rig: CameraRig, views: int, noise_2d_px: float,
     cam_points = world_to_camera(world, cams["R"], cams["t"])
     joints_2d = project(cam_points, cams["K"])
     width, height = rig.image_size
-    inside = (
-        (joints_2d[..., 0] >= 0) & (joints_2d[..., 0] < width) & (joints_2d[..., 1] >= 0) & (joints_2d[..., 1] < height)
-    )
+    inside = in_image(joints_2d, width, height)
     noisy = (
         joints_2d + noise_2d_px * torch.randn(joints_2d.shape, generator=generator) if noise_2d_px > 0 else joints_2d
     )

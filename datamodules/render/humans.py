@@ -48,6 +48,7 @@ import lightning as L
 import torch
 from torch.utils.data import Dataset
 
+from ..cameras import in_image
 from ..contract import register
 from ..poses import SPLITS, PoseClips, PoseDataModule, SplitLoaders
 from ..skeleton import H36M_17, Skeleton
@@ -258,13 +259,16 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
     joints, body = table.joints[rows], table.body[rows]
     next_rows = table.next_row[rows]
     moving = cfg.camera_motion == "orbit"
+    with_flow = "flow" in cfg.maps  # the next frame's cameras and bodies serve the flow only
     with _stage("bodies"):
         cams, reach = video_cameras(table, scenes, rows, views, cfg)
-        cams_next = video_cameras(table, scenes, rows, views, cfg, step=next_rows - rows)[0] if moving else cams
         R, t = cams["R"], cams["t"]
-        # This frame's and the next frame's bodies in one go (fewer, larger tensor ops).
-        both = B.ellipsoids(torch.cat([joints, table.joints[next_rows]]), body.repeat(2), table.bodies)
-        ell, ell_next = both.split(M)
+        if with_flow:  # this frame's and the next frame's bodies in one go (fewer, larger tensor ops)
+            cams_next = video_cameras(table, scenes, rows, views, cfg, step=next_rows - rows)[0] if moving else cams
+            both = B.ellipsoids(torch.cat([joints, table.joints[next_rows]]), body.repeat(2), table.bodies)
+            ell, ell_next = both.split(M)
+        else:
+            ell = B.ellipsoids(joints, body, table.bodies)
 
     with _stage("crop"):  # around the silhouette: the union of the primitives' exact boxes on the full frame
         boxes = ellipsoid_bboxes(ell, cams["K"], R, t)
@@ -311,7 +315,7 @@ def render_views(table: MotionTable, scenes: Scenes, rows: torch.Tensor, views: 
         depth = scatter_dense(hits, hits.depth, (M, H, W)).unsqueeze(1)
 
     flow = None
-    if "flow" in cfg.maps:
+    if with_flow:
         with _stage("flow"):  # surface points keep their unit-sphere coordinates on their primitive
             flow = torch.zeros(M, 2, H * W)
             if moving:  # the room is static: re-project it with the next camera
@@ -336,7 +340,7 @@ def pose_keys(joints: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.T
     with _stage("pose"):
         cam_joints = matvec(R.unsqueeze(1), joints) + t.unsqueeze(1)
         joints_2d, _ = project_points(joints, K.unsqueeze(1), R.unsqueeze(1), t.unsqueeze(1))
-        inside = (joints_2d[..., 0] >= 0) & (joints_2d[..., 0] < W) & (joints_2d[..., 1] >= 0) & (joints_2d[..., 1] < H)
+        inside = in_image(joints_2d, W, H)
         noisy = joints_2d
         if cfg.noise_2d_px > 0:
             joint = torch.arange(H36M_17.num_joints)
