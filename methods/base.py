@@ -122,9 +122,10 @@ class PoseEstimator(L.LightningModule):
         values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
         finite = torch.isfinite(values)
         if not bool(finite.all()):
-            name = list(losses)[int((~finite).nonzero()[0, 0])]
+            first = int((~finite).nonzero()[0, 0])
+            name = list(losses)[first]
             raise NonFiniteLossError(
-                f"{type(self).__name__}: loss {name!r} is {float(values[list(losses).index(name)])} at step "
+                f"{type(self).__name__}: loss {name!r} is {float(values[first])} at step "
                 f"{self.global_step} (epoch {self.current_epoch}); the fit stopped before its backward pass and "
                 "last.ckpt holds the weights before it. Lower the learning rate or check the data of this step."
             )
