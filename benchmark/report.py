@@ -76,10 +76,6 @@ def _anchor(table: dict) -> str:
     return re.sub(r"[^a-z0-9]+", "-", f"{table['dataset']}-{table['protocol_id']}".lower()).strip("-")
 
 
-def _unit(metric: str) -> str:
-    return unit(metric)
-
-
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -183,7 +179,7 @@ def per_action_chart_svg(table: dict, metric: str = "p_mpjpe") -> str:
         ax.set_xticklabels(
             actions, rotation=30 if len(actions) > 6 else 0, ha="right" if len(actions) > 6 else "center"
         )
-        ax.set_ylabel(f"{display_name(metric)} ({_unit(metric)})")
+        ax.set_ylabel(f"{display_name(metric)} ({unit(metric)})")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(len(rows), 4), frameon=False)
         for side in ("top", "right"):
@@ -200,7 +196,7 @@ def _metric_table(table: dict) -> str:
             best[k] = max(values) if higher_is_better(metric) else min(values)
     out = ['<table class="leaderboard"><thead><tr><th>method</th><th>input</th><th>training</th><th>seeds</th>']
     out += [
-        f"<th>{_e(col)}<br><span class='small'>{_unit(m)}</span></th>"
+        f"<th>{_e(col)}<br><span class='small'>{unit(m)}</span></th>"
         for m, col in zip(table["metrics"], table["columns"])
     ]
     out.append("<th>floor → ceiling<br><span class='small'>P-MPJPE gap closed</span></th></tr></thead><tbody>")
