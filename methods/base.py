@@ -26,9 +26,11 @@ from .geometry import mean_root_distance, normalise_2d, root_centre
 
 #: Keys every evaluation needs besides what a method needs for prediction.
 EVAL_KEYS = ("joints_3d", "action")
-BASELINES = ("baseline-mean-pose", "baseline-zero-depth")
-#: the mean training pose is the floor of every table
+#: the trivial baselines: their role in a table (the mean training pose is the floor of every table) and the
+#: batch keys they read at test time (their leaderboard input)
 BASELINE_ROLES = {"baseline-mean-pose": "floor", "baseline-zero-depth": "baseline"}
+BASELINE_INPUTS = {"baseline-mean-pose": (), "baseline-zero-depth": ("joints_2d",)}
+BASELINES = tuple(BASELINE_ROLES)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -134,7 +136,7 @@ class PoseEstimator(L.LightningModule):
     def input_description(self, name: str, data_protocol: dict | None = None) -> str:
         """What estimator ``name`` (the method or a baseline) reads at test time, e.g. ``image rgb64x64`` or
         ``2D gt+noise5px``, from the data module's protocol (default: the one of the last setup)."""
-        keys = {"baseline-mean-pose": (), "baseline-zero-depth": ("joints_2d",)}.get(name, self.input_keys)
+        keys = BASELINE_INPUTS.get(name, self.input_keys)
         if not keys:
             return "none"
         proto = getattr(self, "data_protocol", {}) if data_protocol is None else data_protocol
