@@ -205,6 +205,26 @@ def test_options_are_checked():
         EpipolarPose(backbone="resnet18", image_size=32, use_gt_2d=True, ransac_backend="magic")
 
 
+def test_cosine_schedule_restarts_at_stage_two():
+    from types import SimpleNamespace
+
+    model = EpipolarPose(backbone="resnet18", image_size=32, depth_bins=4, filters=8, lower_steps=10,
+                         lr_schedule="cosine")  # fmt: skip
+    assert model._cosine_factor(0) == pytest.approx(1.0)
+    assert model._cosine_factor(5) == pytest.approx(0.5)  # half-way through stage 1
+    assert model._cosine_factor(10) == pytest.approx(0.0)
+    # stage 2 starts at 20% of a 100-step budget: full rate there, half at 60%, zero at the end
+    model._trainer = SimpleNamespace(estimated_stepping_batches=100, global_step=20, callbacks=[])
+    model._lower_ready, model._stage_2_from = True, 0.2
+    assert model._cosine_factor(20) == pytest.approx(1.0)
+    model._trainer.global_step = 60
+    assert model._cosine_factor(60) == pytest.approx(0.5)
+    model._trainer.global_step = 100
+    assert model._cosine_factor(100) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        EpipolarPose(backbone="resnet18", image_size=32, use_gt_2d=True, lr_schedule="linear")
+
+
 # -- through the CLI ---------------------------------------------------------------------------------------
 def _tiny(*extra: str) -> list[str]:
     return [
