@@ -9,8 +9,20 @@ import yaml
 from jsonargparse import ArgumentParser
 
 
+def merge(base: dict, update: dict) -> dict:
+    """``update`` layered over ``base`` at every depth, as LightningCLI layers ``--config`` files: later keys win,
+    nested mappings merge, and a new ``class_path`` starts its ``init_args`` afresh."""
+    if "class_path" in update and update["class_path"] != base.get("class_path"):
+        base = {}
+    out = dict(base)
+    for key, value in update.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if both else value
+    return out
+
+
 def read_config(paths: list[str | Path]) -> dict:
-    """Merge YAML configs left to right (later keys win, one level deep for ``data``/``model``/``trainer``)."""
+    """Merge YAML configs left to right (:func:`merge`)."""
     merged: dict = {}
     for path in paths:
         path = Path(path)
@@ -22,11 +34,7 @@ def read_config(paths: list[str | Path]) -> dict:
             cfg = yaml.safe_load(f) or {}
         if not isinstance(cfg, dict):
             raise ValueError(f"config file {path} must hold a YAML mapping, got {type(cfg).__name__}")
-        for key, value in cfg.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
+        merged = merge(merged, cfg)
     return merged
 
 

@@ -18,24 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for key, value in b.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def read_configs(paths: list[str]) -> dict:
-    """Deep-merge YAML configs left to right, as LightningCLI layers ``--config`` files."""
-    cfg: dict = {}
-    for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"config file {path} does not exist (e.g. configs/epipolar_pose.yaml)")
-        cfg = _merge(cfg, yaml.safe_load(Path(path).read_text()) or {})
-    return cfg
 
 
 def label_errors(labels, gt: torch.Tensor, root: int) -> dict[str, torch.Tensor]:
@@ -59,10 +41,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--figures", help="folder for labels_<2D>_<extrinsics>.png: 4 labels over their ground truth")
     args = parser.parse_args(argv)
 
+    from benchmark.config import read_config
     from datamodules.render.humans import SyntheticHumans
     from methods.epipolar import pseudo_labels
 
-    cfg = read_configs(args.config)
+    cfg = read_config(args.config)
     data_args = dict(cfg.get("data", {}).get("init_args", {}))
     model_args = dict(cfg.get("model", {}).get("init_args", {}))
     for key in ("batch_size", "eval_batch_size", "num_workers", "cache_dir", "mode", "eval_mode"):

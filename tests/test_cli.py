@@ -186,3 +186,25 @@ def test_per_action_table_has_only_the_test_sets_actions(workdir):
     assert records and all(set(rec["per_action"]) == {"walk"} for rec in records)
     table = group_tables(records)[0]
     assert "—" not in per_action_markdown(table)
+
+
+def test_read_config_layers_files_at_every_depth_as_lightningcli(tmp_path):
+    from benchmark.config import read_config
+
+    base, cpu, other = tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"
+    base.write_text(
+        "data:\n  class_path: datamodules.SyntheticHumans\n  init_args: {mode: multiview, image_size: 256}\n"
+    )
+    cpu.write_text("data:\n  init_args: {image_size: 64}\ntrainer: {max_time: '00:00:10:00'}\n")
+    other.write_text("data:\n  class_path: datamodules.SyntheticPoses\n  init_args: {batch_size: 8}\n")
+    cfg = read_config([base, cpu])
+    assert cfg["data"] == {
+        "class_path": "datamodules.SyntheticHumans",
+        "init_args": {"mode": "multiview", "image_size": 64},
+    }
+    assert cfg["trainer"] == {"max_time": "00:00:10:00"}
+    # a different class starts its init_args afresh
+    assert read_config([base, cpu, other])["data"] == {
+        "class_path": "datamodules.SyntheticPoses",
+        "init_args": {"batch_size": 8},
+    }

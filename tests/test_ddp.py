@@ -39,7 +39,8 @@ def records(results_dir: Path) -> dict[str, dict]:
 
 
 def test_ddp_fit_and_test_equal_one_process(workdir):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # this checkout's code, not whatever an editable install points at
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "benchmark", "fit", *TINY, "--run.results_dir", "res_ddp", "--run.threads", "1",
            "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=240)
