@@ -281,3 +281,30 @@ def test_gt_2d_fit_records_its_label_source_and_the_label_report(workdir, capsys
     rows = {(r["2d"], r["extrinsics"]): r for r in json.loads(Path("labels.json").read_text())}
     assert rows["gt", False]["p_mpjpe"] < 5.0 and rows["gt", True]["p_mpjpe"] < 5.0
     assert rows["gt+noise5px", True]["p_mpjpe"] > rows["gt", True]["p_mpjpe"]
+
+
+def test_human36m_piece_trains_on_its_multiview_frames(workdir):
+    """configs/epipolar_pose_h36m.yaml on a Human3.6M tree in the published layout (tests/fixtures_formats.py)."""
+    from fixtures_formats import write_h36m
+
+    root = workdir / "h36m"
+    sequences = {"S1": ["Eating 2", "Photo 1"], "S9": ["Walking 1"]}
+    write_h36m(root, sequences, frames=65, images=sequences)
+    main(["fit", "--config", "configs/epipolar_pose.yaml", "--config", "configs/cpu_images.yaml",
+          "--config", "configs/cpu_epipolar_pose.yaml", "--config", "configs/data/h36m.yaml",
+          "--config", "configs/epipolar_pose_h36m.yaml", "--data.init_args.root", str(root),
+          "--data.init_args.train_subjects", "[S1]", "--data.init_args.val_subjects", "[S9]",
+          "--data.init_args.test_subjects", "[S9]", "--data.init_args.image_size", "32",
+          "--model.init_args.image_size", "32", "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
+          "--data.init_args.eval_stride", "16", "--model.init_args.depth_bins", "4", "--model.init_args.filters", "16",
+          "--model.init_args.deconv_layers", "2", "--model.init_args.lower_steps", "1",
+          "--model.init_args.use_extrinsics", "true", "--model.init_args.pss_k", "[4]",
+          "--model.init_args.artifacts_dir", "art", "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+          "--trainer.log_every_n_steps", "1", "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
+          "--trainer.enable_model_summary", "false", "--run.wandb", "off", "--run.threads", "1"])  # fmt: skip
+    rec = _records(workdir)["epipolarpose"]
+    assert rec["budget"]["steps"] == 2 and rec["input"] == "image rgb32x32 (labels from 2D net, extrinsics)"
+    assert math.isfinite(rec["metrics"]["p_mpjpe"])
+    (version,) = (workdir / "runs" / "epipolarpose").glob("version_*")
+    columns = (version / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/loss_2d" in columns and "train/loss_3d" in columns  # both stages ran on the 4-view frames

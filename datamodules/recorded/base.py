@@ -550,6 +550,8 @@ class RecordedDataModule(SplitLoaders, L.LightningDataModule):
                "train_stride": str(self.train_stride), "train_layout": layout}  # fmt: skip
         if self.pixels:
             out["pixels"] = f"{'+'.join(self.pixels)} {self.crop} {self.image_size}px"
+        if "image" in self.pixels:  # what an image method reads, named as SyntheticHumans names it
+            out["input"] = f"rgb{self.image_size}x{self.image_size}"
         return out
 
     def build(self, split: str) -> FrameBatches:
