@@ -19,6 +19,8 @@ Suite file::
         args: []                # extra command-line options for this method
         seeds: [0, 1, 2]        # optional: one run and record per training seed (--seed_everything), logs and
                                 # checkpoints under <root>/<dataset>/seed<k>/<method>/; default: the config's seed
+        datasets: [synthetic]   # optional: only these datasets (an image method on data without its inputs would
+                                # fail); default: every dataset below
     datasets:
       - name: synthetic         # no config: the method configs' own data section
       - name: h36m
@@ -124,6 +126,18 @@ def _seeds(m: dict, i: int, path: Path) -> list[int | None]:
     return seeds
 
 
+def _only_datasets(m: dict, i: int, datasets: list, path: Path) -> set[str] | None:
+    """A method's ``datasets:`` filter (None: every dataset), each name checked against the suite's datasets."""
+    if "datasets" not in m:
+        return None
+    names = {str(n) for n in _as_list(m["datasets"], f"methods[{i}].datasets", path)}
+    known = {str(d.get("name")) for d in datasets if isinstance(d, dict)}
+    if names - known:
+        raise SuiteError(f"suite file {path}: methods[{i}].datasets names {sorted(names - known)}, which the suite's "
+                         f"datasets do not define; defined: {sorted(known)}")  # fmt: skip
+    return names
+
+
 def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
     """Parse a suite file into its settings and one :class:`Run` per (method, dataset)."""
     path = Path(path)
@@ -155,10 +169,13 @@ def load_suite(path: str | Path) -> tuple[dict, list[Run]]:
                 raise SuiteError(f"suite file {path}: methods[{i}] config {c} does not exist")
         name = str(m.get("name") or Path(configs[0]).stem)
         margs = [str(a) for a in _as_list(m.get("args"), f"methods[{i}].args", path)]
+        only = _only_datasets(m, i, datasets, path)
         for j, d in enumerate(datasets):
             if not isinstance(d, dict) or "name" not in d:
                 raise SuiteError(f"suite file {path}: datasets[{j}] must be a mapping with a 'name'")
             dname, skip = str(d["name"]), None
+            if only is not None and dname not in only:
+                continue
             (dup if f"{name}@{dname}" in seen else seen).add(f"{name}@{dname}")
             args = [a for c in configs for a in ("--config", c)]
             if d.get("config"):

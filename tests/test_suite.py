@@ -46,7 +46,8 @@ def test_suite_file_expands_runs_roots_and_skips_unconfigured_datasets(workdir, 
     suite = write_suite(workdir / "s.yaml", {
         "results_dir": "res", "root": "logs", "args": ["--trainer.max_epochs", "1"],
         "methods": ["configs/svmac.yaml", {"name": "nodisc", "config": "configs/svmac.yaml",
-                                           "args": ["--model.init_args.use_critic", "false"]}],
+                                           "args": ["--model.init_args.use_critic", "false"]},
+                    {"name": "images", "config": "configs/svmac.yaml", "datasets": ["synthetic"]}],
         "datasets": [{"name": "synthetic"},
                      {"name": "h36m", "config": "configs/data/h36m.yaml", "root": "${H36M_ROOT}"},
                      {"name": "surreal", "config": "configs/data/surreal.yaml", "root": "$SURREAL_HOME"},
@@ -56,7 +57,7 @@ def test_suite_file_expands_runs_roots_and_skips_unconfigured_datasets(workdir, 
     assert settings == {"results_dir": "res", "root": "logs"}
     assert [r.key for r in runs] == [
         f"{m}@{d}" for m in ("svmac", "nodisc") for d in ("synthetic", "h36m", "surreal", "gone")
-    ]
+    ] + ["images@synthetic"]  # a method's datasets filter keeps only those
     skips = {r.key: r.skip_reason for r in runs}
     assert skips["svmac@synthetic"] is None and skips["svmac@surreal"] is None
     assert skips["svmac@h36m"] == "$H36M_ROOT is not set" and "does not exist" in skips["nodisc@gone"]
@@ -72,6 +73,8 @@ def test_suite_file_expands_runs_roots_and_skips_unconfigured_datasets(workdir, 
     ({"methods": ["configs/nope.yaml"]}, "configs/nope.yaml does not exist"),
     ({"methods": ["configs/svmac.yaml"], "datasetz": []}, "unknown keys \\['datasetz'\\]"),
     ({"methods": ["configs/svmac.yaml", "configs/svmac.yaml"]}, "appear twice"),
+    ({"methods": [{"config": "configs/svmac.yaml", "datasets": ["h63m"]}], "datasets": [{"name": "h36m"}]},
+     r"methods\[0\].datasets names \['h63m'\].*defined: \['h36m'\]"),
 ])  # fmt: skip
 def test_bad_suite_files_say_what_is_wrong(workdir, spec, message):
     with pytest.raises(SuiteError, match=message):
