@@ -57,6 +57,17 @@ D(a_s, T(p_z^3D, c_t)) (the target's camera, detached: the prior poses are shown
 * Without the prior (Table 3 "w/o q_z ~ D_z"): no energy steps, and L_I^c and L_seg use the predicted
   pose p_t (the depth of y^{p_t} its own).
 
+Measured with the composite (20-min CPU run, 859 iterations; best checkpoint probed on a training batch):
+every loss falls and test P-MPJPE is 131.2 mm (mean pose 178.9), but the pose still does not follow the
+image: on 32 validation frames the own prediction scores 82.8 mm, the batch's mean prediction 82.3 and
+another frame's prediction 82.7 (joint spread 28 mm against 151 mm true), so the gain is a better constant
+pose. The decoder still ignores the puppet on the t path: L_I^u is 0.0252 with the true pose of I_t,
+0.0256 with another sample's, 0.0251 with no puppet, all above painting nothing (|B - I_t| = 0.013). The
+spatial appearance code a_s (H/16 x W/16) of a nearby frame in the same crop already places the person, so
+the decoder learns that route while the pose is still constant, and the pose gets no gradient worth the
+name. Next: take the layout out of a_s (independent flips / shifts of I_s, the paper's augmentations, or
+frames further apart) so that only p_t can place the person.
+
 Algorithm 1 in manual optimisation. Every loss has its own Adagrad optimiser. Odd steps update
 theta_E with L_pz and L_as (the cycle encoder reads I-hat_z detached, so no gradient reaches the decoder);
 even steps update theta_D with them (the encoder is frozen: its parameters are left out). Every step also
