@@ -193,12 +193,30 @@ def test_ablation_switches_change_the_losses():
     assert set(tiny_model().losses(batch, False)) == {"u", "c", "seg", "pz", "as"}
     assert set(tiny_model(use_prior=False).losses(batch, False)) == {"u", "c", "seg"}
     assert set(tiny_model(kinematic=False).losses(batch, False)) == {"u", "c", "seg", "pz", "as", "bone"}
-    model = tiny_model(use_saliency=False)
-    assert torch.equal(model.saliency(batch["image"][:, 1], batch["background"]), torch.ones(2, 1, 32, 32))
+    assert set(tiny_model(use_saliency=False).losses(batch, False)) == {"u", "c", "seg", "pz", "as"}
     with pytest.raises(ValueError, match="use_prior is true but no prior"):
         PartGuided(prior=None, image_size=32)
     with pytest.raises(ValueError, match="pair"):
         tiny_model().losses({"image": torch.rand(2, 3, 32, 32)}, False)
+
+
+def test_image_losses_against_hand_computation():
+    # two pixels, one channel: f-hat, I-hat, background B, target I_t, the posed puppet's w_fg
+    out = {"fg": torch.tensor([0.5, 1.0]).view(1, 1, 1, 2), "image": torch.tensor([0.8, 0.2]).view(1, 1, 1, 2),
+           "w_fg": torch.tensor([1.0, 0.25]).view(1, 1, 1, 2)}  # fmt: skip
+    B, I_t = torch.tensor([0.4, 0.6]).view(1, 1, 1, 2), torch.tensor([0.5, 0.1]).view(1, 1, 1, 2)
+    model = tiny_model()
+    # composite: 0.5 * 0.8 + 0.5 * 0.4 = 0.6 and 1.0 * 0.2 = 0.2; L_I^u = (|0.6 - 0.5| + |0.2 - 0.1|) / 2
+    torch.testing.assert_close(model.composite(out["fg"], out["image"], B), torch.tensor([0.6, 0.2]).view(1, 1, 1, 2))
+    assert math.isclose(float(model.loss_u(out, I_t, B)), 0.1, rel_tol=1e-6)
+    # no background estimate (w/o m_sal): I-hat itself is the frame, (|0.8 - 0.5| + |0.2 - 0.1|) / 2
+    assert math.isclose(float(model.loss_u(out, I_t, None)), 0.2, rel_tol=1e-6)
+    # L_I^c: (1 - w_fg) f-hat |I-hat - B| = (0 * 0.5 * 0.4 + 0.75 * 1.0 * 0.4) / 2; without B: 0.75 * 0.2 / 2
+    assert math.isclose(float(model.loss_c(out, B)), 0.15, rel_tol=1e-6)
+    assert math.isclose(float(model.loss_c(out, None)), 0.075, rel_tol=1e-6)
+    # a decoder that paints nothing pays the person's contrast to the background: mean |B - I_t|
+    empty = {**out, "fg": torch.zeros(1, 1, 1, 2)}
+    assert math.isclose(float(model.loss_u(empty, I_t, B)), (0.1 + 0.5) / 2, rel_tol=1e-6)
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------------
