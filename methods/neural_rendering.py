@@ -42,7 +42,13 @@ Details the paper leaves open, and the choices made here:
 * **Generator psi.** :class:`methods.nn.encdec.EncoderDecoder` (strided convs, bilinear upsampling,
   SPADE residual blocks conditioned on the 4-channel render, bilinear label resizing); input = render
   concatenated with x_dt (7 channels); sigmoid output.
-* **Losses.** L_recon = mean squared error over pixels and channels. L_b (Eq. 7) over the 17 anchors
+* **Losses.** L_recon = the squared l2 norm of the pixel error, summed over pixels and channels, averaged over
+  the batch (``recon_reduction: sum``; "the pixel-wise l2-norm between the decoder output and the original
+  image", Sec. 3.4). Its scale matters because Eq. 8 adds L_b and alpha sum_k ||r_k|| unweighted: with a *mean*
+  over the 3 x 64 x 64 values (``recon_reduction: mean``) the regulariser's gradient on the rotations was ~450x
+  the reconstruction's at initialisation and held every r_k at exactly 0 for the 500 decay steps (the gradient
+  of ||r|| is a unit vector, an L1-like pull), by which time the generator had learnt to ignore the template.
+  L_b (Eq. 7) over the 17 anchors
   (joints), in (-1, 1) crop coordinates, summed over anchors and axes, averaged over the batch. The
   regulariser is alpha * sum_k ||r_k||_2 with alpha = max(0, 1 - step / reg_decay_steps): the text says
   "decay linearly to 0 after 500 iterations" while the printed alpha = min(1 - 0.02 iter) would reach 0
@@ -214,6 +220,8 @@ class NeuralRendering(PoseEstimator):
             a bound (e.g. 0.7) removes that exit (not yet measured).
         parts_per_ray: evaluate only the parts each ray passes closest to (None: all 16, exact; a speed knob,
             see ``methods.nn.gaussian_render.render_gaussians``).
+        recon_reduction: ``sum`` (per image, over pixels and channels; batch mean) or ``mean`` (over everything) of
+            the squared pixel error (see the module docstring: the balance against Eq. 7-8's other terms).
         boundary_weight: weight of L_b (Eq. 7-8: 1).
         reg_weight / reg_decay_steps: the rotation regulariser's initial weight and its linear decay to 0.
         probe_samples / probe_ridge: the linear-probe protocol (0 samples: off).
@@ -230,7 +238,7 @@ class NeuralRendering(PoseEstimator):
                  chunk_rays: int = 1024, gen_base: int = 32, gen_depth: int = 4, gen_max_channels: int = 256, spade_hidden: int = 64,
                  render_recompute: bool | None = None, colour_mode: str = "normalised",
                  parts_per_ray: int | None = None, depth_range: float | None = None,
-                 boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
+                 recon_reduction: str = "sum", boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
                  **kwargs):  # fmt: skip
         super().__init__(**kwargs)
@@ -239,6 +247,8 @@ class NeuralRendering(PoseEstimator):
             raise ValueError("NeuralRendering options need max_scale >= 1, num_samples >= 1, reg_decay_steps >= 0 "
                              f"and probe_samples >= 0, got {max_scale}, {num_samples}, {reg_decay_steps}, "
                              f"{probe_samples}")  # fmt: skip
+        if recon_reduction not in ("sum", "mean"):
+            raise ValueError(f"NeuralRendering: recon_reduction must be 'sum' or 'mean', got {recon_reduction!r}")
         if image_size % 2**gen_depth:
             raise ValueError(f"NeuralRendering: image_size {image_size} must be divisible by 2**gen_depth = "
                              f"{2**gen_depth}; change model.init_args.gen_depth or image_size")  # fmt: skip
@@ -306,6 +316,12 @@ class NeuralRendering(PoseEstimator):
         return self.encode(image, K)["joints"]
 
     # -- losses (Eq. 7-8) ----------------------------------------------------------------------------------
+    def reconstruction_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """L_recon: squared pixel error, summed per image and averaged over the batch (or a plain mean; see
+        ``recon_reduction``)."""
+        se = (recon.float() - target.float()).square()
+        return se.flatten(1).sum(1).mean() if self.hparams.recon_reduction == "sum" else se.mean()
+
     @staticmethod
     def boundary_loss(joints: torch.Tensor, K: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Eq. 7: sum over anchors and axes of |a| where |a| > 1, a the projection in (-1, 1) crop coordinates;
@@ -330,14 +346,15 @@ class NeuralRendering(PoseEstimator):
         posed = self.encode(x_t, K)
         rendered = self.render(posed, K, size)
         recon = torch.sigmoid(self.generator(torch.cat([rendered.to(x_dt.dtype), x_dt], dim=1), rendered))
-        loss_recon = F.mse_loss(recon.float(), x_t.float())
+        loss_recon = self.reconstruction_loss(recon, x_t)
         loss_b = self.boundary_loss(posed["joints"], K, size)
         r_norm = (posed["rotvec"].square().sum(-1) + 1e-8).sqrt().sum(-1).mean()
         loss = loss_recon + self.hparams.boundary_weight * loss_b + self.reg_alpha(self.global_step) * r_norm
         self.stop_if_not_finite({"train/loss": loss, "train/loss_recon": loss_recon, "train/loss_boundary": loss_b})
-        self.log_dict({"train/loss": loss, "train/loss_recon": loss_recon, "train/loss_boundary": loss_b,
-                       "train/rotation_norm": r_norm}, prog_bar=False)  # fmt: skip
-        self.log("train/recon", loss_recon, prog_bar=True, logger=False)
+        mse = F.mse_loss(recon.detach().float(), x_t.float())  # comparable across reductions and image sizes
+        self.log_dict({"train/loss": loss, "train/loss_recon": loss_recon, "train/recon_mse": mse,
+                       "train/loss_boundary": loss_b,
+                       "train/rotation_norm": r_norm})  # fmt: skip
         if batch_idx % 50 == 0:  # kept on the device (no host sync) for the figure of the next validation
             n = min(4, x_t.shape[0])
             self._figure_batches["train"] = {"x_t": x_t[:n].detach(), "x_dt": x_dt[:n].detach(),
