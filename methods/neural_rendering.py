@@ -38,7 +38,9 @@ Details the paper leaves open, and the choices made here:
   plus the opacity, upsampled bilinearly to the image size for the generator. The colour field at a point
   is the occupancy-weighted mean of the parts' colours (``colour_mode: normalised``): the literal "sum of the
   colour fields, clipped" darkens every opaque part to ~0.3 of its colour at its rim, where the rays stop
-  (``colour_mode: sum`` keeps the literal reading; see ``methods.nn.gaussian_render``).
+  (``colour_mode: sum`` keeps the literal reading; see ``methods.nn.gaussian_render``). The fields are
+  evaluated exactly at the samples (``field: analytic``) or, as the paper does through PyTorch3D, rasterised
+  on a ``grid_size``^3 grid and read with trilinear ``grid_sample`` (``field: grid``).
 * **Generator psi.** :class:`methods.nn.encdec.EncoderDecoder` (strided convs, bilinear upsampling,
   SPADE residual blocks conditioned on the 4-channel render, bilinear label resizing); input = render
   concatenated with x_dt (7 channels); sigmoid output.
@@ -218,6 +220,8 @@ class NeuralRendering(PoseEstimator):
         depth_range: bound the root depth to z_ref * exp(+-depth_range) (None: unbounded, as the paper). The CPU
             run collapsed by sending the template far away, where it renders as a dot the generator can ignore;
             a bound (e.g. 0.7) removes that exit (not yet measured).
+        field / grid_size: ``analytic`` (exact Gaussians at the samples) or ``grid`` (rasterised on a grid_size^3 grid,
+            read with trilinear grid_sample as the paper does through PyTorch3D; ``methods.nn.gaussian_render``).
         parts_per_ray: evaluate only the parts each ray passes closest to (None: all 16, exact; a speed knob,
             see ``methods.nn.gaussian_render.render_gaussians``).
         recon_reduction: ``sum`` (per image, over pixels and channels; batch mean) or ``mean`` (over everything) of
@@ -237,7 +241,8 @@ class NeuralRendering(PoseEstimator):
                  learn_shape: bool = False, render_size: int | None = None, num_samples: int = 64,
                  chunk_rays: int = 1024, gen_base: int = 32, gen_depth: int = 4, gen_max_channels: int = 256, spade_hidden: int = 64,
                  render_recompute: bool | None = None, colour_mode: str = "normalised",
-                 parts_per_ray: int | None = None, depth_range: float | None = None,
+                 parts_per_ray: int | None = None, depth_range: float | None = None, field: str = "analytic",
+                 grid_size: int = 64,
                  recon_reduction: str = "sum", boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
                  **kwargs):  # fmt: skip
@@ -305,7 +310,8 @@ class NeuralRendering(PoseEstimator):
                                        image_size=image_size, chunk_rays=self.hparams.chunk_rays,
                                        recompute=self.hparams.render_recompute,
                                        colour_mode=self.hparams.colour_mode,
-                                       parts_per_ray=self.hparams.parts_per_ray)  # fmt: skip
+                                       parts_per_ray=self.hparams.parts_per_ray, field=self.hparams.field,
+                                       grid_size=self.hparams.grid_size)  # fmt: skip
         out = torch.cat([feat, alpha], dim=1)
         if (s, s) != tuple(image_size):
             out = F.interpolate(out, size=image_size, mode="bilinear", align_corners=False)
