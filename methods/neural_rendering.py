@@ -55,6 +55,11 @@ Details the paper leaves open, and the choices made here:
   regulariser is alpha * sum_k ||r_k||_2 with alpha = max(0, 1 - step / reg_decay_steps): the text says
   "decay linearly to 0 after 500 iterations" while the printed alpha = min(1 - 0.02 iter) would reach 0
   after 50; we follow the text (``reg_decay_steps: 500``) and keep the weight 1 of Eq. 8.
+* **Measured limitation (CPU sizes).** A generator trained 100 steps on templates posed to the ground truth
+  reaches a lower error than one given no render (MSE 0.0048 vs 0.0066), so a well-posed template is
+  informative; but descending its reconstruction error on the rotations from the truth plus noise lowers the
+  error while the bone directions move *away* from the truth (35 -> 40 degrees): the render acts as a code,
+  and the pose gradient need not point to the person's pose.
 * **Pair order.** Frame 0 of a pair is x_t (encoded and reconstructed), frame 1 is x_dt.
 * **Evaluation (protocol 1, by construction).** The template's 17 anchors *are* the joints: joint j is the
   transformed end point of the part of the bone ending at j, the pelvis the core's anchor t. The pose is
