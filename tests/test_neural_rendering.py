@@ -97,6 +97,16 @@ def test_depth_range_bounds_the_root_depth():
     assert float(z) == pytest.approx(60.0 * 1.75 / (32 / 1.2) * math.exp(0.5), rel=1e-3)
 
 
+def test_the_reconstruction_loss_sums_pixels_per_image_or_averages_them():
+    recon, target = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.5)
+    target[1] = 0.0  # the second image is perfect
+    # sum: image 0 contributes 48 values x 0.25, image 1 nothing; batch mean = 6
+    assert float(_tiny_model().reconstruction_loss(recon, target)) == pytest.approx(6.0)
+    assert float(_tiny_model(recon_reduction="mean").reconstruction_loss(recon, target)) == pytest.approx(0.125)
+    with pytest.raises(ValueError, match="recon_reduction"):
+        _tiny_model(recon_reduction="median")
+
+
 def test_the_rotation_regulariser_decays_linearly_to_zero():
     model = _tiny_model(reg_weight=1.0, reg_decay_steps=500)
     assert [model.reg_alpha(s) for s in (0, 250, 500, 2000)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
