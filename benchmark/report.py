@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from .leaderboard import (
     unit,
     write_csv,
 )
-from .records import load_records, write_text_atomic
+from .records import RecordError, load_records, write_text_atomic
 
 ERROR_METRICS = ("mpjpe", "p_mpjpe", "n_mpjpe")
 CSS = """
@@ -363,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no results under {args.results}/: run a test first, e.g. `make run` or "
               "`python -m benchmark fit --config configs/svmac.yaml`")  # fmt: skip
         return 1
-    tables = group_tables(load_records(args.results))
+    try:
+        tables = group_tables(load_records(args.results))
+    except RecordError as err:  # a broken or duplicated record: say which, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not tables:
         print(f"no result records under {args.results}/")
         return 1

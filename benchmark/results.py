@@ -3,13 +3,16 @@ logger, into the run's summary and the leaderboard table of its protocol."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import lightning as L
 
 from .leaderboard import fmt_budget, group_tables, per_action_rows
-from .records import load_records, make_records, write_records
+from .records import RecordError, load_records, make_records, write_records
+
+log = logging.getLogger(__name__)
 
 
 class ResultsWriter(L.Callback):
@@ -90,7 +93,11 @@ def log_to_wandb(logger, records: list[dict], results_dir: str | Path) -> None:
     summary.update({"dataset": records[0]["dataset"], "protocol_id": records[0]["protocol_id"]})
     logger.experiment.summary.update(summary)
     pid = records[0]["protocol_id"]
-    tables = [t for t in group_tables(load_records(Path(results_dir))) if t["protocol_id"] == pid]
+    try:
+        tables = [t for t in group_tables(load_records(Path(results_dir))) if t["protocol_id"] == pid]
+    except RecordError as err:  # another run's record is broken: this run's records are written, keep the fit going
+        log.warning(f"the leaderboard table was not uploaded to W&B: {err}")
+        return
     for table in tables:
         columns, rows = leaderboard_table(table)
         logger.log_table(key="leaderboard", columns=columns, data=rows)

@@ -92,3 +92,11 @@ def test_chromium_renders_the_table_and_the_chart(results, tmp_path):
     assert (pixels.mean(-1) < 0.3).mean() > 0.002
     blue = np.abs(pixels - np.array([0x1F, 0x77, 0xB4]) / 255).max(-1) < 0.05
     assert blue.sum() > 500
+
+
+def test_duplicated_records_stop_the_leaderboard_with_both_names_and_no_traceback(results, tmp_path, capsys):
+    # the same method, seed and protocol under a second file name (e.g. a record of an older naming scheme)
+    (results / "synthetic" / "0-old.json").write_text((results / "synthetic" / "0.json").read_text())
+    assert leaderboard_main(["--results", str(results), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: records ") and "0.json" in err and "0-old.json" in err and "keep one" in err
