@@ -1,21 +1,23 @@
 """How much L_svmac (Eq. 15) moves SVMAC's depth head, against the other terms of Eq. 24 (issue 16).
 
 Measured with :meth:`SVMAC.loss_balance` (the norm of each weighted term's gradient over the depth branch's
-parameters) on one training batch, width 64, at initialisation and after 200 optimiser steps
-(150 batches of 64, lr 1e-3):
+parameters) on 128 training poses, width 64, at initialisation and after 100 optimiser steps (lr 1e-3):
 
 ============================  =====================  ======================
-formulation                   ratio at init          ratio after 200 steps
+formulation                   ratio at init          ratio after 100 steps
 ============================  =====================  ======================
-default (renormalised)        ~3e-5                  ~1e-3
-``paper_literal``             ~2e-6                  ~1e-4
+default (renormalised)        7e-5                   5e-4 (adversarial leads)
+``paper_literal``             5e-6                   0.34
 ============================  =====================  ======================
 
-ratio = ||grad lambda_5 L_svmac|| / max over the other terms of ||grad term||. The asserted bound is 1e-2
-(L_svmac is at least a hundred times weaker than the strongest other term). It is negligible by
-construction, in both formulations: every 2D pose of Eq. 15's set i is a projection of X~^i, and X~^i is
-built from the 2D pose it was lifted from (X = x Z, Y = y Z, Eq. 1-2). The last two tests show the two
-mechanisms exactly; docs/reproductions/svmac.md explains them.
+ratio = ||grad lambda_5 L_svmac|| / max over the other terms of ||grad term||; "negligible" is below 1e-2.
+By construction every 2D pose of Eq. 15's set i is a projection of X~^i, and X~^i is built from the 2D pose
+it was lifted from (X = x Z, Y = y Z, Eq. 1-2). Literally (m_i = n) the set's differences are
+(K^a - K^b) X~^i: zero for equal cameras whatever the depths, and all of the 0.34 after the short run comes
+from the unnormalised cameras of the two angles drifting apart. The default renormalises the cameras (their
+scale and translation no longer differ) and adds the lifted 2D pose to the set, whose only depth dependence
+is the perspective gap D / c, zero for flat poses. The last two tests show both exactly;
+docs/reproductions/svmac.md explains them.
 """
 
 import lightning as L
@@ -70,7 +72,7 @@ def short_run(literal: bool, dm: SyntheticPoses, batch: dict, steps: int = 100) 
 
 
 def test_default_svmac_gradient_on_depth_is_negligible_at_init_and_after_a_short_run(tiny_data):
-    """Measured: 7e-5 at initialisation, 5e-4 after 100 steps (the adversarial term leads with ~2.5)."""
+    """Measured: 7e-5 at initialisation, 5e-4 after 100 steps (the adversarial term leads with ~2.5, L_3D 0.14)."""
     dm, batch = tiny_data
     model, at_init, after = short_run(False, dm, batch)
     assert at_init < BOUND and after < BOUND
