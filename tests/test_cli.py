@@ -61,6 +61,9 @@ def test_fit_then_test_writes_records_and_leaderboard(workdir, capsys):
     )
     assert (workdir / "runs" / "svmac" / "version_0" / "checkpoints" / "last.ckpt").is_file()
     assert (workdir / "runs" / "svmac" / "version_0" / "test_predictions.png").is_file()
+    # SVMAC's loss balance at every validation lands in the CSV log (and W&B: same self.log)
+    header = (workdir / "runs" / "svmac" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"val_balance/grad_depth_svmac", "val_balance/grad_camera_adv", "val_balance/loss_3d"} <= set(header)
     assert sorted(p.name for p in (workdir / "art").glob("*.pt"))  # PSS centroids saved as artifacts
     assert main(["leaderboard"]) == 0
     table = (workdir / "LEADERBOARD.md").read_text()
