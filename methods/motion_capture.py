@@ -79,7 +79,7 @@ FLOW_SOURCES = ("dis", "render")
 PER_FRAME = ("image", "mask", "parts", "depth", "flow", "joints_3d", "joints_3d_world", "joints_2d", "joints_2d_gt",
              "visible", "K", "R", "t", "frame")  # fmt: skip
 #: body frame (+X forward, +Y left, +Z up) -> camera frame (x right, y down, z forward) of a person facing the camera
-R0 = torch.tensor([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+R0 = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
 
 
 # -- the regressor (Sec. 4) ------------------------------------------------------------------------------------
