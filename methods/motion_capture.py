@@ -545,5 +545,3 @@ def load_network(path: str) -> dict[str, torch.Tensor]:
             return net
     raise ValueError(f"pretrained_checkpoint {file}: neither an exported network ('net') nor a MotionCapture "
                      "checkpoint (state_dict keys 'net.*')")  # fmt: skip
-
-

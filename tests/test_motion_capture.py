@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 import torch
+from tiny import tiny_humans_args
 
 from datamodules.render.bodies import PRIM_NAMES
 from datamodules.skeleton import H36M_17
@@ -28,7 +29,6 @@ from methods.motion_capture import (
     motion_loss,
     project,
 )
-from tiny import tiny_humans_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,7 +229,9 @@ def test_tiny_pretrain_then_adapt_through_the_cli(tmp_path):
     r = run(adapt + common + ["--model.init_args.pretrained_checkpoint", str(export), "--model.init_args.direct_steps",
                               "2", "--data.init_args.eval_stride", "10", "--trainer.limit_test_batches", "1"])  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
-    records = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*.json")}
+    records = {
+        json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*.json")
+    }
     assert {"motioncapture", "motioncapture-pretrained", "motioncapture-direct"} <= set(records)
     rec = records["motioncapture"]
     assert rec["protocol"]["flow"] == "dis" and {"t_mpjpe", "surface", "mpjpe"} <= set(rec["metrics"])
