@@ -15,7 +15,7 @@ Stages (``stage``):
 * ``adapt``: start from ``pretrained_checkpoint`` and fine-tune on unlabelled target videos (clip mode,
   consecutive frame pairs) with the self-supervised losses only (``losses``, a subset of ``kpt, seg,
   motion``: the rows of Fig. 3). The test then reports three rows on the same frames: the adapted network
-  (the method), ``<name>-pretrained`` (the pretrained network, not adapted) and ``<name>-direct`` (direct
+  (the method), ``<name>-pretrained`` (the pretrained network, not adapted) and ``<name>-direct-<losses>`` (direct
   optimisation of the parameters per test frame pair with the same losses).
 
 Losses (Sec. 3.1; every pixel quantity is divided by the image size, so losses are O(1) at any resolution):
@@ -162,12 +162,17 @@ def keypoint_loss(pred: torch.Tensor, target: torch.Tensor, size: float, weight:
 
 
 def _nearest(query: torch.Tensor, keys: torch.Tensor, key_valid: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Index (B, q) of the nearest valid key (B, k, 2) for every query (B, q, 2), in chunks of ``chunk`` queries."""
+    """Index (B, q) of the nearest valid key (B, k, 2) for every query (B, q, 2), in chunks of ``chunk`` queries.
+
+    ``argmin_k |q - k|^2 = argmin_k (|k|^2 - 2 q . k)``: one batched matrix product per chunk, invalid keys at +inf.
+    """
     out = []
     with torch.no_grad():
+        keys = keys.float()
+        bias = ((keys * keys).sum(-1) + torch.where(key_valid, 0.0, float("inf"))).unsqueeze(1)  # (B, 1, k)
         for start in range(0, query.shape[1], chunk):
-            d = torch.cdist(query[:, start : start + chunk].float(), keys.float())
-            out.append(d.masked_fill(~key_valid.unsqueeze(1), float("inf")).argmin(-1))
+            q = query[:, start : start + chunk].float()
+            out.append(torch.baddbmm(bias, q, keys.transpose(1, 2), alpha=-2.0).argmin(-1))
     return torch.cat(out, 1) if out else query.new_zeros(query.shape[:2], dtype=torch.long)
 
 
@@ -346,7 +351,8 @@ class MotionCapture(PoseEstimator):
 
     @property
     def direct_name(self) -> str:
-        return f"{self.method_name}-direct"
+        """``<name>-direct-<losses>``: direct optimisation with different losses gives different rows."""
+        return f"{self.method_name}-direct-{'-'.join(self.losses)}"
 
     # -- parameters -> body, camera, pixels --------------------------------------------------------------------
     def decode(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -473,7 +479,6 @@ class MotionCapture(PoseEstimator):
         super().prepare_evaluation(dm)
         if self.hparams.stage == "adapt":
             self.data_protocol["flow"] = self.hparams.flow_source
-            self.data_protocol["adapt_losses"] = "+".join(self.losses)
         extra = []
         if self.pretrained is not None:
             extra.append(self.pretrained_name)

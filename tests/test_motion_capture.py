@@ -232,6 +232,6 @@ def test_tiny_pretrain_then_adapt_through_the_cli(tmp_path):
     records = {
         json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*.json")
     }
-    assert {"motioncapture", "motioncapture-pretrained", "motioncapture-direct"} <= set(records)
+    assert {"motioncapture", "motioncapture-pretrained", "motioncapture-direct-kpt-seg-motion"} <= set(records)
     rec = records["motioncapture"]
     assert rec["protocol"]["flow"] == "dis" and {"t_mpjpe", "surface", "mpjpe"} <= set(rec["metrics"])
