@@ -31,7 +31,8 @@ Losses (Sec. 3.1; every pixel quantity is divided by the image size, so losses a
   flow sampled bilinearly at ``x_1`` (``grid_sample``, differentiable in ``x_1``), L1, averaged over the
   vertices visible in frame 1 (visibility by ray casting, not differentiable). The flow is OpenCV's DIS
   optical flow on the frame pair (``flow_source: dis``, the paper uses FlowNet2 on RGB) or the renderer's
-  ground-truth flow (``flow_source: render``); the choice is recorded in the protocol (key ``flow``).
+  ground-truth flow (``flow_source: render``); the choice is recorded in the leaderboard's input column of the
+  adapted and direct rows (e.g. ``image rgb64x64 (adapted: kpt+seg+motion, flow dis)``).
 
 Choices where the paper is silent:
 
@@ -331,11 +332,10 @@ class MotionCapture(PoseEstimator):
             self.net = self.net.to(memory_format=torch.channels_last)
         self.register_buffer("R0", R0.clone(), persistent=False)
         self.focal0 = image_size * depth_mm / 2000.0
+        # the pretrained network, tested beside the adapted one; its weights are read at setup("fit")
         self.pretrained: ConvRegressor | None = None
-        if stage == "adapt":
-            self.net.load_state_dict(load_network(pretrained_checkpoint))
-            if eval_pretrained:
-                self.pretrained = copy.deepcopy(self.net).eval().requires_grad_(False)
+        if stage == "adapt" and eval_pretrained:
+            self.pretrained = copy.deepcopy(self.net).eval().requires_grad_(False)
         if stage == "pretrain":
             self.requires = ("image", "joints_3d", "joints_2d")
         else:
@@ -477,8 +477,6 @@ class MotionCapture(PoseEstimator):
     # -- evaluation: frame 0 of clips; the pretrained and direct rows at adapt ----------------------------------------
     def prepare_evaluation(self, dm) -> None:
         super().prepare_evaluation(dm)
-        if self.hparams.stage == "adapt":
-            self.data_protocol["flow"] = self.hparams.flow_source
         extra = []
         if self.pretrained is not None:
             extra.append(self.pretrained_name)
@@ -489,8 +487,26 @@ class MotionCapture(PoseEstimator):
             self.evaluators[name] = self.make_metrics(groups).to(self.device)
 
     def setup(self, stage: str) -> None:
+        """Adaptation starts from ``pretrained_checkpoint`` (a resumed fit then restores its own weights over it)."""
         self._testing = stage == "test"
+        if stage == "fit" and self.hparams.stage == "adapt":
+            state = load_network(self.hparams.pretrained_checkpoint)
+            self.net.load_state_dict(state)
+            if self.pretrained is not None:
+                self.pretrained.load_state_dict(state)
         super().setup(stage)
+
+    def input_description(self, name: str, data_protocol: dict | None = None) -> str:
+        """The image; the adapted row also says what it adapted with, the direct row what it optimised against."""
+        text = super().input_description(name, data_protocol)
+        flow = f"flow {self.hparams.flow_source}" if "motion" in self.losses else None
+        if self.hparams.stage == "adapt" and name == self.method_name:
+            return f"{text} (adapted: {'+'.join(self.losses)}{', ' + flow if flow else ''})"
+        if name == self.direct_name:
+            proto = getattr(self, "data_protocol", {}) if data_protocol is None else data_protocol
+            reads = {"kpt": f"2D {proto.get('input_2d', 'gt')}", "seg": "mask gt", "motion": flow}
+            return " + ".join([text, *(reads[k] for k in self.losses)])
+        return text
 
     def make_metrics(self, groups: int) -> nn.ModuleDict:
         metrics = super().make_metrics(groups)

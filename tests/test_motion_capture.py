@@ -234,4 +234,6 @@ def test_tiny_pretrain_then_adapt_through_the_cli(tmp_path):
     }
     assert {"motioncapture", "motioncapture-pretrained", "motioncapture-direct-kpt-seg-motion"} <= set(records)
     rec = records["motioncapture"]
-    assert rec["protocol"]["flow"] == "dis" and {"t_mpjpe", "surface", "mpjpe"} <= set(rec["metrics"])
+    assert rec["input"] == "image rgb32x32 (adapted: kpt+seg+motion, flow dis)"
+    assert {"t_mpjpe", "surface", "mpjpe"} <= set(rec["metrics"])
+    assert records["motioncapture-direct-kpt-seg-motion"]["input"] == "image rgb32x32 + 2D gt + mask gt + flow dis"
