@@ -372,15 +372,17 @@ class MotionCapture(PoseEstimator):
     def pose(self, raw: torch.Tensor, with_visibility: bool = False) -> dict:
         """Decode, pose the body and project it: adds ``out`` (BodyOutput), ``joints_cam`` (B, 17, 3) root-relative
         camera-frame mm, ``joints_px`` (B, 17, 2), ``verts_px`` (B, n, 2) and optionally ``visible`` (B, n)."""
-        p = self.decode(raw)
-        out: BodyOutput = self.body(p["theta"], p["beta"])
-        size = self.hparams.image_size
-        p["out"] = out
-        p["joints_cam"] = torch.einsum("bij,bnj->bni", p["R"], out.joints)
-        p["joints_px"] = project(out.joints, p["R"], p["T"], p["f"], size, size)
-        p["verts_px"] = project(out.vertices, p["R"], p["T"], p["f"], size, size)
-        if with_visibility:
-            p["visible"] = self.body.visibility(out, p["R"], p["T"], p["verts_px"], size, size)
+        # geometry in float32 under mixed precision: bf16 would round a 5 m depth to tens of millimetres
+        with torch.autocast(raw.device.type, enabled=False):
+            p = self.decode(raw.float())
+            out: BodyOutput = self.body(p["theta"], p["beta"])
+            size = self.hparams.image_size
+            p["out"] = out
+            p["joints_cam"] = torch.einsum("bij,bnj->bni", p["R"], out.joints)
+            p["joints_px"] = project(out.joints, p["R"], p["T"], p["f"], size, size)
+            p["verts_px"] = project(out.vertices, p["R"], p["T"], p["f"], size, size)
+            if with_visibility:
+                p["visible"] = self.body.visibility(out, p["R"], p["T"], p["verts_px"], size, size)
         return p
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
