@@ -237,3 +237,32 @@ def test_tiny_pretrain_then_adapt_through_the_cli(tmp_path):
     assert rec["input"] == "image rgb32x32 (adapted: kpt+seg+motion, flow dis)"
     assert {"t_mpjpe", "surface", "mpjpe"} <= set(rec["metrics"])
     assert records["motioncapture-direct-kpt-seg-motion"]["input"] == "image rgb32x32 + 2D gt + mask gt + flow dis"
+
+
+def test_the_bodys_projected_motion_matches_the_renderers_flow():
+    """Conventions end to end: the built-in body placed on rendered frames' true joints and cameras moves, inside the
+    silhouette, as the renderer's flow says (its shape is the renderer's up to size and girth), and fits the mask."""
+    from datamodules import SyntheticHumans, SyntheticPoses
+
+    motion = SyntheticPoses(train_subjects=[1], val_subjects=[2], test_subjects=[3], actions=["walk", "jump"],
+                            clips_per_action=1, frames_per_clip=20)  # fmt: skip
+    dm = SyntheticHumans(motion=motion, mode="clip", clip_length=2, image_size=64, num_scenes=1, video_frames=10,
+                         maps=["mask", "flow"], crop_jitter=0.0)  # fmt: skip
+    b = dm.dataset("train").__getitems__([0, 9, 17, 30])
+    body = BuiltinBody(48)
+    J = b["joints_3d"].flatten(0, 1).float()  # camera frame: the body is posed there directly
+    out = body.surface(J, torch.zeros(len(J), 4))
+    uvw = torch.einsum("bij,bnj->bni", b["K"].flatten(0, 1).float(), out.vertices)
+    px = (uvw[..., :2] / uvw[..., 2:]).view(4, 2, -1, 2)
+    seen = ellipsoid_visibility(out.vertices, body.owner, out.centers, out.axes, out.radii).view(4, 2, -1)[:, 0]
+    mask = b["mask"][:, 0, 0]
+    interior = torch.nn.functional.max_pool2d((~mask).float()[:, None], 5, 1, 2)[:, 0] < 0.5
+    ij = px[:, 0].floor().long().clamp(0, 63)
+    inner = seen & interior[torch.arange(4)[:, None], ij[..., 1], ij[..., 0]]
+    flow = b["flow"][:, 0].float()
+    moved = motion_loss(px[:, 0], px[:, 1], inner, flow, 1.0).mean()
+    still = motion_loss(px[:, 0], px[:, 0], inner, flow, 1.0).mean()
+    assert inner.sum() > 50 and still > 0.5 and moved < 0.25 * still
+    half = torch.nn.functional.avg_pool2d(mask[:, None].float(), 2)[:, 0] > 0.5
+    fit = chamfer_loss(px[:, 0], seen, half, 64.0).mean()
+    assert fit < 0.5 * chamfer_loss(px[:, 0] + 3.0, seen, half, 64.0).mean()
