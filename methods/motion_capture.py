@@ -538,7 +538,20 @@ class MotionCapture(PoseEstimator):
         super().validation_step(self._first_frames(batch), batch_idx)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        super().test_step(self._first_frames(batch), batch_idx)
+        frames = self._first_frames(batch)
+        super().test_step(frames, batch_idx)
+        if batch_idx == 0:  # the fitted meshes of a few test frames, drawn at the end of the test
+            nets = {self.method_name: self.net, self.pretrained_name: self.pretrained}
+            self._fits = {"image": frames["image"][:6].detach().float().cpu()}
+            for name, net in nets.items():
+                if net is not None:
+                    p = self.pose(net(frames["image"][:6]), with_visibility=True)
+                    self._fits[name] = (p["verts_px"].detach().cpu(), p["visible"].detach().cpu())
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        if getattr(self, "_fits", None) and self.trainer is not None and self.trainer.is_global_zero:
+            plot_fits(self._fits, Path(self.trainer.log_dir or ".") / "test_fits.png")
 
     def on_fit_end(self) -> None:
         path = self.hparams.export_path
@@ -551,6 +564,32 @@ class MotionCapture(PoseEstimator):
         if self.hparams.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.hparams.lr)
         return torch.optim.Adam(params, lr=self.hparams.lr)
+
+
+def plot_fits(fits: dict, path: Path) -> Path:
+    """``fits["image"]`` (N, 3, H, W) with each estimator's visible projected vertices over it, one row each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = fits["image"]
+    rows = [k for k in fits if k != "image"]
+    fig, axes = plt.subplots(len(rows), len(images), figsize=(2 * len(images), 2.1 * len(rows)), squeeze=False)
+    for r, name in enumerate(rows):
+        px, seen = fits[name]
+        for i, image in enumerate(images):
+            ax = axes[r, i]
+            ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.scatter(px[i, seen[i], 0] - 0.5, px[i, seen[i], 1] - 0.5, s=1, c="lime", alpha=0.6)
+            ax.set_xlim(-0.5, image.shape[-1] - 0.5)
+            ax.set_ylim(image.shape[-2] - 0.5, -0.5)
+            ax.axis("off")
+        axes[r, 0].set_title(name, fontsize=8, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
 
 
 def load_network(path: str) -> dict[str, torch.Tensor]:
