@@ -6,6 +6,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,11 +216,12 @@ def test_options_fail_with_their_name():
 def test_tiny_pretrain_then_adapt_through_the_cli(tmp_path):
     """Pretraining exports the network; adaptation starts from it and writes the adapted, pretrained and direct rows."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")  # runs in tmp_path: its artifacts stay there
     common = ["--run.root", str(tmp_path / "runs"), "--run.results_dir", str(tmp_path / "results"),
               "--data.init_args.cache_dir", "null"]  # fmt: skip
     pre = tiny_humans_args("configs/motion_capture.yaml", "configs/cpu_motion_capture.yaml", steps=2)
     export = tmp_path / "pre.pt"
-    run = lambda args: subprocess.run([sys.executable, "-m", "benchmark", "fit", *args], cwd=ROOT, env=env,  # noqa: E731
+    run = lambda args: subprocess.run([sys.executable, "-m", "benchmark", "fit", *args], cwd=tmp_path, env=env,  # noqa: E731
                                       capture_output=True, text=True, timeout=600)  # fmt: skip
     r = run(pre + common + ["--model.init_args.export_path", str(export), "--run.test_after_fit", "false"])
     assert r.returncode == 0, r.stderr[-3000:]
