@@ -372,7 +372,7 @@ class PoseEstimator(L.LightningModule):
                 metric.reset()
             self.test_results[name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol,
                                        "input": self.input_description(name),
-                                       "role": self.role if name == self.method_name else BASELINE_ROLES[name],
+                                       "role": self.role if name == self.method_name else BASELINE_ROLES.get(name, "baseline"),
                                        **per_pose.get(name, {})}  # fmt: skip
         self.plot_predictions("test")
 
