@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metrics.classes import _GroupedPoseMetric
+from metrics.classes import TMPJPE, _GroupedPoseMetric
 
 from .base import PoseEstimator
 from .body_model import BodyOutput, BuiltinBody, make_body
@@ -235,20 +235,6 @@ def dis_flow(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
 
 
 # -- extra metrics ---------------------------------------------------------------------------------------------
-class TranslationMPJPE(_GroupedPoseMetric):
-    """The paper's reconstruction error: per-joint error after the best translation (centroid alignment), mm."""
-
-    name = "t_mpjpe"
-
-    @property
-    def protocol(self) -> dict[str, str]:
-        return {"alignment": "translation", **super().protocol}
-
-    def _values(self, pred, target):
-        pred, target = pred.float(), target.float()
-        return ((pred - pred.mean(1, keepdim=True)) - (target - target.mean(1, keepdim=True))).norm(dim=-1).mean(-1)
-
-
 class SurfaceError(_GroupedPoseMetric):
     """Mean vertex distance (mm) of the built-in body (template shape) placed on the predicted and the true joints,
     after root-centring (the paper's surface error on the body model's surface; see the module docstring)."""
@@ -512,7 +498,7 @@ class MotionCapture(PoseEstimator):
 
     def make_metrics(self, groups: int) -> nn.ModuleDict:
         metrics = super().make_metrics(groups)
-        metrics["t_mpjpe"] = TranslationMPJPE(num_groups=groups)
+        metrics["t_mpjpe"] = TMPJPE(num_groups=groups)
         metrics["surface"] = SurfaceError(num_groups=groups)
         return metrics
 

@@ -1,11 +1,11 @@
 """3D pose metrics: per-pose tensor functions, PSS centroid artifacts and torchmetrics wrappers.
 
-See ``metrics.functional`` for the protocols (MPJPE, P-MPJPE, N-MPJPE, PCK, AUC, PSS) and ``metrics.classes`` for the
+See ``metrics.functional`` for the protocols (MPJPE, P-MPJPE, N-MPJPE, T-MPJPE, PCK, AUC, PSS) and ``metrics.classes`` for the
 ``torchmetrics.Metric`` classes with per-group (per-action) means.
 """
 
 from metrics.centroids import centroids_for, centroids_path, load_centroids, save_centroids
-from metrics.classes import AUC, MPJPE, NMPJPE, PCK, PMPJPE, PSS
+from metrics.classes import AUC, MPJPE, NMPJPE, PCK, PMPJPE, PSS, TMPJPE
 from metrics.functional import (
     AUC_THRESHOLDS_MM,
     auc,
@@ -20,6 +20,7 @@ from metrics.functional import (
     pss_labels,
     pss_normalise,
     root_centre,
+    t_mpjpe,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PCK",
     "PMPJPE",
     "PSS",
+    "TMPJPE",
     "auc",
     "centroids_for",
     "centroids_path",
@@ -45,5 +47,6 @@ __all__ = [
     "pss_labels",
     "pss_normalise",
     "root_centre",
+    "t_mpjpe",
     "save_centroids",
 ]

@@ -145,6 +145,19 @@ class MPJPE(_GroupedPoseMetric):
         return F.mpjpe(pred, target, root=self.root, joints=self.joints)
 
 
+class TMPJPE(_GroupedPoseMetric):
+    """MPJPE after the best translation (centroid alignment), mm. See ``functional.t_mpjpe``."""
+
+    name = "t_mpjpe"
+
+    @property
+    def protocol(self) -> dict[str, str]:
+        return {"alignment": "translation", **super().protocol}
+
+    def _values(self, pred, target):
+        return F.t_mpjpe(pred, target, joints=self.joints)
+
+
 class PMPJPE(_GroupedPoseMetric):
     """MPJPE after similarity Procrustes alignment without reflection (protocol 2), mm. See ``functional.p_mpjpe``."""
 

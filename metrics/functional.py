@@ -132,6 +132,18 @@ def mpjpe(pred: torch.Tensor, target: torch.Tensor, root: int | None = 0, joints
     return _select(err, index).mean(dim=-1)
 
 
+def t_mpjpe(pred: torch.Tensor, target: torch.Tensor, joints: JointsArg = None) -> torch.Tensor:
+    """MPJPE after the best translation (centroid alignment over the averaged joints): the reconstruction error
+    "up to translation" of Tung et al. 2017. pred, target: (B, J, 3) mm -> (B,) mm."""
+    pred, target = _check_pair(pred, target, "t_mpjpe")
+    index = _joint_index(joints, pred.shape[1], pred.device, "t_mpjpe")
+    pred, target = (x if index is None else x.index_select(1, index) for x in (pred, target))
+    err = torch.linalg.vector_norm(
+        (pred - pred.mean(1, keepdim=True)) - (target - target.mean(1, keepdim=True)), dim=-1
+    )
+    return err.mean(dim=-1)
+
+
 def _det3(m: torch.Tensor) -> torch.Tensor:
     """(B, 3, 3) -> (B,) determinants as the triple product (several times faster than LU for tiny matrices)."""
     return (torch.linalg.cross(m[:, 0], m[:, 1]) * m[:, 2]).sum(dim=-1)

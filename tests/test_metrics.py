@@ -57,6 +57,20 @@ def test_mpjpe_hand_computed():
     torch.testing.assert_close(F.joint_errors(one, target)[:, 3], torch.full((2,), 5.0, dtype=torch.float64))
 
 
+def test_t_mpjpe_hand_computed():
+    target = rand_poses(2, j=5)
+    shift = torch.tensor([3.0, 4.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(
+        F.t_mpjpe(target + shift, target), torch.zeros(2, dtype=torch.float64), atol=1e-9, rtol=0
+    )
+    # one of 5 joints moved by 5 mm: the centroid follows by 1 mm, so that joint is off by 4 and the others by 1
+    one = target.clone()
+    one[:, 3] += shift
+    torch.testing.assert_close(F.t_mpjpe(one, target), torch.full((2,), 1.6, dtype=torch.float64))
+    # over joints {0, 3} the centroid moves by 2.5 mm: both are off by 2.5
+    torch.testing.assert_close(F.t_mpjpe(one, target, joints=[0, 3]), torch.full((2,), 2.5, dtype=torch.float64))
+
+
 def test_root_centre():
     x = torch.arange(2 * 3 * 3, dtype=torch.float32).reshape(2, 3, 3)
     c = F.root_centre(x, root=1)
