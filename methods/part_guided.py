@@ -7,7 +7,8 @@ Pipeline (Fig. 2-3)
 -------------------
 * **Encoder E** (Sec. 3.2a): a ResNet (``make_backbone``); the *pose branch* pools the stride-32 features
   into an FC trunk that forks into two FC heads, the local limb vectors v3D (J x 3) and the camera c;
-  the *appearance branch* turns the stride-16 features into a = (Ch, H/16, W/16) by two convolutions.
+  the *appearance branch* turns the stride-16 features into a = (Ch, H/16, W/16) by two convolutions and, with
+  ``appearance_pool`` (the default), averages that grid into one Ch vector, the same at every pixel (below).
 * **T = T_s o T_c o T_fk** (Sec. 3.2a): T_fk is :func:`methods.kinematics.limbs_to_pose` with a constant
   array of bone lengths (the mean of the unpaired 3D poses; H36M-like defaults without them); the limb
   head predicts an offset from the mean local limb vectors of those poses. c = 3 angles (yaw about the
@@ -65,8 +66,23 @@ pose. The decoder still ignores the puppet on the t path: L_I^u is 0.0252 with t
 0.0256 with another sample's, 0.0251 with no puppet, all above painting nothing (|B - I_t| = 0.013). The
 spatial appearance code a_s (H/16 x W/16) of a nearby frame in the same crop already places the person, so
 the decoder learns that route while the pose is still constant, and the pose gets no gradient worth the
-name. Next: take the layout out of a_s (independent flips / shifts of I_s, the paper's augmentations, or
-frames further apart) so that only p_t can place the person.
+name.
+
+Choice, ``appearance_pool`` (default true; false restores the paper's H x W x Ch code): a_s is the global
+average of the appearance grid, broadcast over the image, so it says what the person looks like but not
+where they stand; only p_t's puppet can place them, and L_I^u's gradient has to go through the pose. It is
+the smallest change that removes the leak outright. The alternatives only weaken it: flips of I_s leave the
+distance from the vertical mid-line, shifts within the crop leave a shifted copy of the layout (and with the
+person over the whole background window the shift must be large to mean anything), and a larger frame gap
+(``pair_max_gap`` is already 25 frames) still leaves the person near where they were. The paper's a is
+spatial, but it applies pose augmentations (mirror flip, in-plane rotation) to I_s, "conceding their
+invariance effect on ... a_s" (Implementation details), i.e. it too wants a_s free of the pose and layout;
+our pairs share the crop and are not augmented, which makes a spatial a_s a map of I_t's silhouette.
+Measured with it (5.5-min CPU run, 299 iterations, last checkpoint, the probe above): L_I^u now depends on
+the puppet (0.0450 with the predicted pose, 0.0495 with none, 0.0517 with another sample's true pose, 0.0537
+with I_t's true pose: the young decoder reads its own pose's puppets, not yet the true ones), but the pose
+does not yet follow the image (own prediction 253.7 mm, batch-mean prediction 247.1; joint spread 55 mm
+against 151 true), and validation P-MPJPE jumped from 100.2 (step 240) to 259.6 (step 299). Too short to judge.
 
 Algorithm 1 in manual optimisation. Every loss has its own Adagrad optimiser. Odd steps update
 theta_E with L_pz and L_as (the cycle encoder reads I-hat_z detached, so no gradient reaches the decoder);
@@ -165,8 +181,9 @@ class PartGuidedEncoder(nn.Module):
     """E (Sec. 3.2a): backbone, pose branch (FC trunk -> limb head, camera head), appearance branch."""
 
     def __init__(self, backbone: str, pretrained: str | None, frozen_bn: bool, channels_last: bool, joints: int,
-                 camera_outputs: int, appearance_channels: int, hidden: int):  # fmt: skip
+                 camera_outputs: int, appearance_channels: int, hidden: int, appearance_pool: bool = True):  # fmt: skip
         super().__init__()
+        self.appearance_pool = appearance_pool
         self.backbone = make_backbone(backbone, pretrained, frozen_bn, channels_last, return_strides=(16, 32))
         c16, c32 = self.backbone.stage_channels[16], self.backbone.stage_channels[32]
         self.trunk = dense(c32, hidden)
@@ -183,10 +200,12 @@ class PartGuidedEncoder(nn.Module):
             nn.init.zeros_(head.bias)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) -> limb offsets (B, 3J), raw camera (B, C), appearance (B, Ch, H/16, W/16)."""
+        """(B, 3, H, W) -> limb offsets (B, 3J), raw camera (B, C), appearance (B, Ch, H/16, W/16), or (B, Ch, 1, 1)
+        with ``appearance_pool`` (the grid's mean: no layout left; the decoder's resize broadcasts it)."""
         feats = self.backbone(image)
         h = self.trunk(feats[32].mean(dim=(-2, -1)).float())
-        return self.limbs(h), self.camera(h), self.appearance(feats[16]).float()
+        a = self.appearance(feats[16]).float()
+        return self.limbs(h), self.camera(h), a.mean(dim=(-2, -1), keepdim=True) if self.appearance_pool else a
 
 
 class PartGuided(PoseEstimator):
@@ -200,6 +219,8 @@ class PartGuided(PoseEstimator):
         backbone / pretrained / frozen_bn / channels_last: the encoder's ResNet (``methods.nn.backbones``).
         image_size: the data's image size (px, square).
         appearance_channels: Ch of a.
+        appearance_pool: a is the global average of the appearance branch's grid, the same at every pixel (no
+            layout: only the puppet can place the person); false: the paper's spatial a (H/16 x W/16).
         pose_hidden: width of the pose branch's FC layers.
         decoder_base / decoder_depth: ``EncoderDecoder`` width and number of stages.
         template_size / tau: the puppet's canvas (px) and depth-softmax temperature.
@@ -218,7 +239,8 @@ class PartGuided(PoseEstimator):
 
     def __init__(self, prior: PoseDataModule | None = None, prior_max_poses: int = 20000, backbone: str = "resnet18",
                  pretrained: str | None = None, frozen_bn: bool = False, channels_last: bool = False,
-                 image_size: int = 128, appearance_channels: int = 64, pose_hidden: int = 1024,
+                 image_size: int = 128, appearance_channels: int = 64, appearance_pool: bool = True,
+                 pose_hidden: int = 1024,
                  decoder_base: int = 32, decoder_depth: int = 4, template_size: int = 96, tau: float = 0.1,
                  depth_unit: float = 0.5, focal: float = 2.0, crop_margin: float = 1.2, max_pitch_deg: float = 30.0,
                  max_roll_deg: float = 15.0, max_shift: float = 0.5, depth_range: float = 1.0,
@@ -237,7 +259,7 @@ class PartGuided(PoseEstimator):
         J = self.skeleton.num_joints
         self.L = len(PUPPET_PARTS)
         self.encoder = PartGuidedEncoder(backbone, pretrained, frozen_bn, channels_last, J, 6 if kinematic else 3,
-                                         appearance_channels, pose_hidden)  # fmt: skip
+                                         appearance_channels, pose_hidden, appearance_pool)  # fmt: skip
         self.decoder = EncoderDecoder(self.L + appearance_channels, 3 + self.L + 1, decoder_base, decoder_depth)
         self.register_buffer("bone_lengths", torch.tensor(DEFAULT_BONES_MM) / 1000.0)  # metres, saved
         self.register_buffer("mean_limbs", self._rest_limbs())

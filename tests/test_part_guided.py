@@ -219,6 +219,51 @@ def test_image_losses_against_hand_computation():
     assert math.isclose(float(model.loss_u(empty, I_t, B)), (0.1 + 0.5) / 2, rel_tol=1e-6)
 
 
+class _FeatureMap(torch.nn.Module):
+    """A backbone whose stride-16 features are its input (a hand-made map) and whose stride-32 features are 0."""
+
+    stage_channels = {16: 8, 32: 8}
+
+    def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        return {16: x, 32: torch.zeros(x.shape[0], 8, 1, 1)}
+
+
+def _decoder_appearance(pool: bool, row: int, col: int) -> torch.Tensor:
+    """The appearance channels of the decoder's input when the source's only feature is a 4.0 at (row, col)."""
+    model = tiny_model(appearance_pool=pool).eval()  # one sample: the heads' BatchNorm on running statistics
+    model.encoder.backbone, model.encoder.trunk = _FeatureMap(), torch.nn.Linear(8, 16)
+    head = torch.nn.Conv2d(8, 4, 1, bias=False)  # appearance channel k reads feature channel k
+    head.weight.data = torch.eye(4, 8).view(4, 8, 1, 1)
+    model.encoder.appearance = head
+    feats = torch.zeros(1, 8, 4, 4)
+    feats[0, 0, row, col] = 4.0  # "the person" on the 4 x 4 grid
+    _, _, a_s = model.encoder(feats)
+    seen = []
+    model.decoder.register_forward_hook(lambda m, inp, out: seen.append(inp[0][:, model.L :]))
+    X = torch.tensor([[0.0, 0.0, model.z0]]) + torch.zeros(1, model.skeleton.num_joints, 3)
+    model.render(X + torch.randn(1, model.skeleton.num_joints, 3) * 0.1, a_s)
+    return seen[0]
+
+
+def test_pooled_appearance_carries_no_layout():
+    # pooled: the grid's mean, 4 / 16 = 0.25 in channel 0 and 0 elsewhere, at every pixel wherever the person is
+    here, there = _decoder_appearance(True, 1, 2), _decoder_appearance(True, 3, 0)
+    expected = torch.zeros(1, 4, 32, 32)
+    expected[:, 0] = 0.25
+    torch.testing.assert_close(here, expected)
+    torch.testing.assert_close(there, expected)
+    # the paper's spatial code keeps the layout: the person's cell shows where it was
+    here, there = _decoder_appearance(False, 1, 2), _decoder_appearance(False, 3, 0)
+    assert here[0, 0, 8:16, 16:24].mean() > 1.0 and there[0, 0, 8:16, 16:24].mean() < 0.1
+    # with the real encoder the pooled code is the spatial code's mean (same weights)
+    pooled, spatial = tiny_model(), tiny_model(appearance_pool=False)
+    spatial.load_state_dict(pooled.state_dict())
+    image = torch.rand(2, 3, 32, 32)
+    a_pooled, a_spatial = pooled.encoder(image)[2], spatial.encoder(image)[2]
+    assert a_pooled.shape == (2, 4, 1, 1) and a_spatial.shape == (2, 4, 2, 2)
+    torch.testing.assert_close(a_pooled, a_spatial.mean(dim=(-2, -1), keepdim=True))
+
+
 # -- evaluation ---------------------------------------------------------------------------------------------------
 def test_segmentation_f1_against_hand_counts():
     # classes: 0, 1 = parts, 2 = background; 8 pixels
