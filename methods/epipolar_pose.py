@@ -66,7 +66,6 @@ Choices where the paper leaves a detail open:
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import torch
@@ -81,7 +80,7 @@ from .geometry import root_centre
 from .nn.backbones import check_image, make_backbone
 from .nn.blocks import ResidualBlock, dense
 from .nn.heads import VolumetricHead, normalized_to_pixels, pixels_to_normalized, soft_argmax_3d, volume_to_2d
-from .optim import budget_fraction
+from .optim import budget_fraction, cosine
 
 SCHEDULES = ("step", "cosine")
 
@@ -394,9 +393,9 @@ class EpipolarPose(PoseEstimator):
     def _cosine_factor(self, step: int) -> float:
         """The ``cosine`` schedule's factor: stage 1 by its steps, stage 2 by the rest of the fit's budget."""
         if not self._lower_ready:
-            return 0.5 * (1.0 + math.cos(math.pi * min(step / max(self.hparams.lower_steps, 1), 1.0)))
+            return cosine(step / max(self.hparams.lower_steps, 1))
         done = (budget_fraction(self._trainer) - self._stage_2_from) / max(1.0 - self._stage_2_from, 1e-9)
-        return 0.5 * (1.0 + math.cos(math.pi * min(max(done, 0.0), 1.0)))
+        return cosine(done)
 
     # -- the record: which 2D made the labels --------------------------------------------------------------
     def input_description(self, name: str, data_protocol: dict | None = None) -> str:

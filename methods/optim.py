@@ -29,12 +29,17 @@ def budget_fraction(trainer) -> float:
     return min(max(fraction, 0.0), 1.0)
 
 
+def cosine(fraction: float) -> float:
+    """The cosine factor at ``fraction`` of a schedule: 1 at 0, 0 at 1 (clamped to [0, 1])."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+
+
 def cosine_schedule(optimizer: torch.optim.Optimizer, module, warmup_steps: int = 0) -> dict:
     """Lightning scheduler config: linear warm-up over ``warmup_steps``, then cosine from the base learning
     rate to 0 over the rest of the budget (:func:`budget_fraction`), stepped every optimiser step."""
 
     def factor(step: int) -> float:
         warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-        return warm * 0.5 * (1.0 + math.cos(math.pi * budget_fraction(module._trainer)))
+        return warm * cosine(budget_fraction(module._trainer))
 
     return {"scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, factor), "interval": "step"}
