@@ -101,7 +101,8 @@ def test_a_spheres_silhouette_radius():
     assert float(ys.float().mean() + 0.5) == pytest.approx(size / 2, abs=0.05)
 
 
-def test_culling_parts_per_ray_is_exact_with_all_parts_and_close_with_the_nearest():
+def _template_scene():
+    """The 16-part template with random rotations (gradients on), and a camera that frames it in a 24 px image."""
     from methods.neural_rendering import GaussianTemplate
 
     torch.manual_seed(0)
@@ -109,6 +110,11 @@ def test_culling_parts_per_ray_is_exact_with_all_parts_and_close_with_the_neares
     B, size = 2, 24
     rot = (0.3 * torch.randn(B, 16, 3)).requires_grad_()
     K = _intrinsics(size * 2.2, size / 2, size / 2).expand(B, 3, 3)
+    return tpl, rot, K, B, size
+
+
+def test_culling_parts_per_ray_is_exact_with_all_parts_and_close_with_the_nearest():
+    tpl, rot, K, B, size = _template_scene()
     out = {}
     for k in (None, 16, 6):
         posed = tpl.pose(rot, torch.ones(B, 16, 3), torch.tensor([0.0, 0.0, 4.5]).expand(B, 3))
@@ -122,13 +128,7 @@ def test_culling_parts_per_ray_is_exact_with_all_parts_and_close_with_the_neares
 
 
 def test_the_grid_path_converges_to_the_analytic_render_with_gradients():
-    from methods.neural_rendering import GaussianTemplate
-
-    torch.manual_seed(0)
-    tpl = GaussianTemplate()
-    B, size = 2, 24
-    rot = (0.3 * torch.randn(B, 16, 3)).requires_grad_()
-    K = _intrinsics(size * 2.2, size / 2, size / 2).expand(B, 3, 3)
+    tpl, rot, K, B, size = _template_scene()
     posed = tpl.pose(rot, torch.ones(B, 16, 3), torch.tensor([0.0, 0.0, 4.5]).expand(B, 3))
     args = (posed["centres"], posed["whiten"], tpl.occupancy, tpl.colours, K, (size, size), 3.3, 5.7, 32)
     ref = torch.cat(render_gaussians(*args, background=1.0), dim=1)
