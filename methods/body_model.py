@@ -47,6 +47,7 @@ import torch
 from scipy.spatial import ConvexHull
 from torch import nn
 
+from datamodules.cameras import in_image
 from datamodules.motion.procedural import _REST as PROCEDURAL_REST
 from datamodules.render.bodies import _TEMPLATE, FRAMES, PRIMITIVES, part_frames
 from datamodules.skeleton import H36M_17
@@ -258,12 +259,7 @@ class BuiltinBody(nn.Module):
         centers = torch.einsum("bij,bqj->bqi", R, out.centers) + T.unsqueeze(1)
         axes = torch.einsum("bij,bqjk->bqik", R, out.axes)
         seen = ellipsoid_visibility(points.detach(), self.owner, centers.detach(), axes.detach(), out.radii.detach())
-        return seen & _inside(pixels, width, height)
-
-
-def _inside(pixels: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    x, y = pixels[..., 0], pixels[..., 1]
-    return (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        return seen & in_image(pixels, width, height)
 
 
 #: SMPL's 24 joints -> H36M_17 (the nearest SMPL joint; SMPL has no nose, its head joint stands for both)
