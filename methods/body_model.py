@@ -154,7 +154,7 @@ def zbuffer_visibility(pixels: torch.Tensor, depth: torch.Tensor, width: int, he
     with torch.no_grad():
         B, n = depth.shape
         col, row = pixels[..., 0].floor().long(), pixels[..., 1].floor().long()
-        inside = (col >= 0) & (col < width) & (row >= 0) & (row < height) & (depth > 0)
+        inside = in_image(pixels, width, height) & (depth > 0)  # floor(x) in [0, width) iff x is
         cell = torch.where(inside, row * width + col, width * height)  # outside -> a spare cell
         flat = cell + torch.arange(B, device=cell.device).unsqueeze(-1) * (width * height + 1)
         zbuf = torch.full((B * (width * height + 1),), float("inf"), device=depth.device, dtype=depth.dtype)
