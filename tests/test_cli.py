@@ -22,17 +22,6 @@ from benchmark.terminal import DEBUG_ENV
 TINY = tiny_args(clips=2, batch_size=64)
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    import shutil
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    shutil.copytree(repo / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def test_fit_then_test_writes_records_and_leaderboard(workdir, capsys):
     main(["fit", *TINY, "--model.init_args.artifacts_dir", "art"])
     records = sorted((workdir / "results" / "synthetic").glob("*.json"))

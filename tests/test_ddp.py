@@ -25,15 +25,6 @@ TINY = tiny_args(actions=("walk", "wave", "run"), frames=41, eval_batch_size=50,
 TEST_POSES = 123
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    import shutil
-
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def records(results_dir: Path) -> dict[str, dict]:
     return {r["method"]: r for r in (json.loads(p.read_text()) for p in (results_dir / "synthetic").glob("*.json"))}
 

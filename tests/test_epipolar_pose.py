@@ -234,13 +234,6 @@ def _tiny(*extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _records(workdir: Path) -> dict[str, dict]:
     return {r["method"]: r for r in (json.loads(p.read_text()) for p in (workdir / "results").rglob("*.json"))}
 

@@ -4,7 +4,6 @@ the non-finite-loss stop, SyntheticHumans' poses-only mode, and the common table
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -107,13 +106,6 @@ def test_maps_option_keeps_only_the_chosen_maps_cached_or_not(tmp_path):
 # -- the supervised reference through the CLI ---------------------------------------------------------
 def _tiny_supervised(workdir: Path, *extra: str) -> list[str]:
     return [*tiny_humans_args("configs/supervised.yaml"), "--model.init_args.head_width", "16", *extra]
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_supervised_fits_in_bf16_and_writes_a_ceiling_record(workdir):

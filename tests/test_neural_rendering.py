@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -159,13 +158,6 @@ def test_failure_mode_rates_against_hand_made_cases():
     limbs.reset()
     limbs.update(pred, pose)
     assert float(limbs.compute()) == pytest.approx(50.0)
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_tiny_cli_fit_writes_both_protocols_failure_rates_and_the_template_figure(workdir):

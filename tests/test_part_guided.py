@@ -7,7 +7,6 @@ import copy
 import csv
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -291,13 +290,6 @@ def test_pair_background_is_the_temporal_median_without_the_person():
 
 
 # -- the CLI ------------------------------------------------------------------------------------------------------
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def test_tiny_fit_through_the_cli(workdir):
     tiny = "--model.init_args.prior.init_args"
     args = ["fit", *tiny_humans_args("configs/part_guided.yaml", "configs/cpu_part_guided.yaml", batch_size=4, steps=4),

@@ -27,16 +27,6 @@ class StopAt(Callback):
             raise RuntimeError(f"stop at epoch {self.epoch} batch {self.batch}")
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    import shutil
-    from pathlib import Path
-
-    shutil.copytree(Path(__file__).resolve().parents[1] / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def record(results_dir, method="svmac"):
     (path,) = (results_dir / "synthetic").glob(f"{method}__*.json")
     return json.loads(path.read_text())

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -26,13 +25,11 @@ class Crash(Callback):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
+def workdir(workdir, monkeypatch):
     # the subprocesses import test_suite.Crash, and this checkout rather than an editable install elsewhere
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join((str(REPO / "tests"), str(REPO))))
     monkeypatch.delenv("H36M_ROOT", raising=False)
-    return tmp_path
+    return workdir
 
 
 def write_suite(path: Path, spec: dict) -> Path:

@@ -1,7 +1,6 @@
 """W&B: a tiny fit logs offline (no API key) and the run directory holds the identity, summary, tables and images."""
 
 import json
-import shutil
 import struct
 from pathlib import Path
 
@@ -44,14 +43,12 @@ def wandb_records(path: Path):
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
-    monkeypatch.chdir(tmp_path)
+def workdir(workdir, monkeypatch):
     for var in ("WANDB_API_KEY", "WANDB_MODE"):  # only the CLI decides: no key, so offline
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "runs"))
-    return tmp_path
+    monkeypatch.setenv("NETRC", str(workdir / "no-netrc"))
+    monkeypatch.setenv("WANDB_DIR", str(workdir / "runs"))
+    return workdir
 
 
 def test_offline_run_has_identity_summary_leaderboard_table_and_images(workdir):
