@@ -289,6 +289,19 @@ def test_pair_background_is_the_temporal_median_without_the_person():
         SyntheticHumanPairs(mode="single")
 
 
+def test_pair_background_plate_is_the_frame_without_the_person():
+    dm = tiny_pairs(size=32, background_source="plate")
+    batch = dm.dataset("train").__getitems__([0, 4, 9, 13])
+    plate, image, mask = batch["background"], batch["image"], batch["mask"].expand(-1, -1, 3, -1, -1)
+    assert plate.shape == (4, 3, 32, 32)
+    for k in range(2):  # both frames: off the person the frame is the plate, darker only in the contact shadow
+        off = (image[:, k] - plate)[~mask[:, k]]
+        assert off.max() <= 1e-6 and (off.abs() < 1e-6).float().mean() > 0.8
+    assert (image - plate.unsqueeze(1)).abs()[mask].mean() > 0.1  # the person is not in it
+    with pytest.raises(ValueError, match="background_source"):
+        SyntheticHumanPairs(mode="pair", background_source="mask")
+
+
 # -- the CLI ------------------------------------------------------------------------------------------------------
 def test_tiny_fit_through_the_cli(workdir):
     tiny = "--model.init_args.prior.init_args"
