@@ -19,7 +19,7 @@ from datamodules.motion.synthetic import SyntheticPoses
 from datamodules.render.video_background import SyntheticHumanPairs
 from datamodules.skeleton import H36M_17
 from methods.kinematics import face_vector, pose_to_limbs
-from methods.part_guided import DEFAULT_BONES_MM, PartGuided, segmentation_counts, segmentation_f1
+from methods.part_guided import DEFAULT_BONES_MM, PartGuided, group_norms, segmentation_counts, segmentation_f1
 from methods.puppet import PUPPET_PARTS, Puppet, affine_from_anchors, depth_aware_parts, plot_puppet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,6 +287,31 @@ def test_pair_background_is_the_temporal_median_without_the_person():
     assert "background" in dm.provides and dm.dataset("val").mode == "single"
     with pytest.raises(ValueError, match="mode: pair"):
         SyntheticHumanPairs(mode="single")
+
+
+def test_group_norm_decoder_is_the_same_in_training_and_evaluation():
+    block = group_norms(torch.nn.Sequential(torch.nn.Conv2d(1, 12, 1), torch.nn.BatchNorm2d(12)))
+    assert isinstance(block[1], torch.nn.GroupNorm) and block[1].num_groups == 4  # gcd(8, 12)
+    model = tiny_model(decoder_norm="group")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.decoder.modules())
+    x = torch.randn(2, model.L + 4, 32, 32)
+    torch.testing.assert_close(model.decoder.train()(x[:1]), model.decoder.eval()(x)[:1])  # no batch statistics
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in tiny_model().decoder.modules())  # the default: batch
+    with pytest.raises(ValueError, match="decoder_norm"):
+        tiny_model(decoder_norm="instance")
+
+
+def test_pair_background_plate_is_the_frame_without_the_person():
+    dm = tiny_pairs(size=32, background_source="plate")
+    batch = dm.dataset("train").__getitems__([0, 4, 9, 13])
+    plate, image, mask = batch["background"], batch["image"], batch["mask"].expand(-1, -1, 3, -1, -1)
+    assert plate.shape == (4, 3, 32, 32)
+    for k in range(2):  # both frames: off the person the frame is the plate, darker only in the contact shadow
+        off = (image[:, k] - plate)[~mask[:, k]]
+        assert off.max() <= 1e-6 and (off.abs() < 1e-6).float().mean() > 0.8
+    assert (image - plate.unsqueeze(1)).abs()[mask].mean() > 0.1  # the person is not in it
+    with pytest.raises(ValueError, match="background_source"):
+        SyntheticHumanPairs(mode="pair", background_source="mask")
 
 
 # -- the CLI ------------------------------------------------------------------------------------------------------
