@@ -217,6 +217,10 @@ class NeuralRendering(PoseEstimator):
         num_samples: samples per ray.
         chunk_rays: rays per ray-marching chunk (memory bound).
         gen_base / gen_depth / gen_max_channels: the generator psi's width, number of down/up stages and cap.
+        gen_skips: U-Net skip connections in the generator (False: a plain bottlenecked encoder-decoder; see the
+            module docstring).
+        condition: what the generator is conditioned on: ``rgb`` (the colour render, the paper) or ``parts`` (one
+            channel per part, as the 2D predecessor's per-part template images; module docstring).
         spade_hidden: hidden channels of the generator's SPADE layers.
         render_recompute: recompute each ray chunk in the backward pass (bounded memory; None: whenever
             gradients flow); False stores the intermediates (faster, memory grows with the image).
@@ -248,6 +252,7 @@ class NeuralRendering(PoseEstimator):
                  render_recompute: bool | None = None, colour_mode: str = "normalised",
                  parts_per_ray: int | None = None, depth_range: float | None = None, field: str = "analytic",
                  grid_size: int = 64,
+                 condition: str = "rgb", gen_skips: bool = True,
                  recon_reduction: str = "sum", boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
                  **kwargs):  # fmt: skip
@@ -257,6 +262,8 @@ class NeuralRendering(PoseEstimator):
             raise ValueError("NeuralRendering options need max_scale >= 1, num_samples >= 1, reg_decay_steps >= 0 "
                              f"and probe_samples >= 0, got {max_scale}, {num_samples}, {reg_decay_steps}, "
                              f"{probe_samples}")  # fmt: skip
+        if condition not in ("rgb", "parts"):
+            raise ValueError(f"NeuralRendering: condition must be 'rgb' or 'parts', got {condition!r}")
         if recon_reduction not in ("sum", "mean"):
             raise ValueError(f"NeuralRendering: recon_reduction must be 'sum' or 'mean', got {recon_reduction!r}")
         if image_size % 2**gen_depth:
@@ -272,9 +279,10 @@ class NeuralRendering(PoseEstimator):
         with torch.no_grad():  # start at the template's pose, facing the camera, centred
             self.head[-1].weight.mul_(1e-2)
             self.head[-1].bias.zero_()
-        self.generator = EncoderDecoder(7, 3, base=gen_base, depth=gen_depth, cond_channels=4,
+        cond = (3 if condition == "rgb" else K) + 1  # the render's features and its opacity
+        self.generator = EncoderDecoder(cond + 3, 3, base=gen_base, depth=gen_depth, cond_channels=cond,
                                         max_channels=gen_max_channels, spade_hidden=spade_hidden,
-                                        spade_mode="bilinear")  # fmt: skip
+                                        spade_mode="bilinear", skips=gen_skips)  # fmt: skip
         if channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
         self.probe_name = f"{self.method_name}-linear"
@@ -304,14 +312,15 @@ class NeuralRendering(PoseEstimator):
         return {**posed, "rotvec": rotvec, "scale": scale, "translation": translation}
 
     def render(self, posed: dict[str, torch.Tensor], K: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-        """(B, 4, H, W) rendered template (colour, opacity) at the image's size (Eq. 6)."""
+        """(B, C + 1, H, W) rendered template (features, opacity) at the image's size (Eq. 6): C = 3 colours, or one
+        channel per part with ``condition: parts`` (each part's colour c_k the k-th unit vector)."""
         root = posed["translation"]
         radius = (posed["joints"] - root.unsqueeze(1)).norm(dim=-1).amax(-1).detach() + 0.3
         near = (root[:, 2].detach() - radius).clamp(min=0.05)
         far = root[:, 2].detach() + radius
         s = self.render_size
         feat, alpha = render_gaussians(posed["centres"], posed["whiten"], self.template.occupancy,
-                                       self.template.colours, K, (s, s), near, far, self.hparams.num_samples,
+                                       self.part_colours(), K, (s, s), near, far, self.hparams.num_samples,
                                        image_size=image_size, chunk_rays=self.hparams.chunk_rays,
                                        recompute=self.hparams.render_recompute,
                                        colour_mode=self.hparams.colour_mode,
@@ -321,6 +330,19 @@ class NeuralRendering(PoseEstimator):
         if (s, s) != tuple(image_size):
             out = F.interpolate(out, size=image_size, mode="bilinear", align_corners=False)
         return out
+
+    def part_colours(self) -> torch.Tensor:
+        """(K, C) the colours c_k the renderer composites: the template's RGB, or one-hot per part (``parts``)."""
+        if self.hparams.condition == "parts":
+            return torch.eye(self.template.num_parts, device=self.template.colour_logit.device)
+        return self.template.colours
+
+    def render_rgb(self, render: torch.Tensor) -> torch.Tensor:
+        """(B, 4, H, W) colour + opacity of a render, for figures (per-part maps coloured by the template colours)."""
+        if self.hparams.condition == "rgb":
+            return render
+        rgb = torch.einsum("bkhw,kc->bchw", render[:, :-1].float(), self.template.colours.float())
+        return torch.cat([rgb, render[:, -1:].float()], dim=1)
 
     def forward(self, image: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
         """(B, 17, 3) camera-frame template joints (m)."""
@@ -369,7 +391,8 @@ class NeuralRendering(PoseEstimator):
         if batch_idx % 50 == 0:  # kept on the device (no host sync) for the figure of the next validation
             n = min(4, x_t.shape[0])
             self._figure_batches["train"] = {"x_t": x_t[:n].detach(), "x_dt": x_dt[:n].detach(),
-                                             "render": rendered[:n].detach(), "recon": recon[:n].detach()}  # fmt: skip
+                                             "render": self.render_rgb(rendered[:n].detach()),
+                                             "recon": recon[:n].detach()}  # fmt: skip
         return loss
 
     # -- evaluation ---------------------------------------------------------------------------------------
@@ -459,8 +482,8 @@ class NeuralRendering(PoseEstimator):
         if batch_idx == 0:
             n = min(6, batch["image"].shape[0])
             image, K = batch["image"][:n], batch["K"][:n]
-            self._figure_batches["val"] = {"x_t": image, "render": self.render(self.encode(image, K), K,
-                                                                               tuple(image.shape[-2:]))}  # fmt: skip
+            render = self.render(self.encode(image, K), K, tuple(image.shape[-2:]))
+            self._figure_batches["val"] = {"x_t": image, "render": self.render_rgb(render)}
 
     def on_validation_epoch_end(self) -> None:
         if self._probe is None:  # nothing fitted (sanity check): no probe numbers this time
