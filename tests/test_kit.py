@@ -123,6 +123,20 @@ def test_encoder_decoder_shapes_gradients_and_errors():
         cond_net(xc)
 
 
+def test_encoder_decoder_without_skips_reads_only_the_bottleneck():
+    torch.manual_seed(0)
+    net = EncoderDecoder(3, 2, base=4, depth=2, skips=False)
+    # no concatenation: each decoder block reads the upsampled features alone (widths 16 -> 8 -> 4); with skips the
+    # encoder's features at that scale are concatenated (twice the channels)
+    assert [b[0].in_channels for b in net.blocks] == [8, 4]
+    assert [b[0].in_channels for b in EncoderDecoder(3, 2, base=4, depth=2).blocks] == [16, 8]
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    out = net(x)
+    assert out.shape == (2, 2, 16, 16)
+    out.square().mean().backward()
+    assert x.grad.abs().sum() > 0
+
+
 # --- kinematics ------------------------------------------------------------------------------------
 
 CHILDREN = [c for _, c in H36M_17.bones]

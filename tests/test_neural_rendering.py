@@ -125,6 +125,26 @@ def test_gradients_reach_every_template_and_encoder_parameter():
     assert not dead, f"no gradient: {dead}"
 
 
+def test_per_part_conditioning_maps_sum_to_the_opacity_and_colour_to_the_rgb_render():
+    torch.manual_seed(0)
+    rgb, parts = _tiny_model().eval(), _tiny_model(condition="parts", gen_skips=False).eval()
+    parts.load_state_dict({k: v for k, v in rgb.state_dict().items() if not k.startswith("generator.")}, strict=False)
+    K = torch.tensor([[60.0, 0, 16], [0, 60.0, 16], [0, 0, 1]]).expand(2, 3, 3)
+    with torch.no_grad():
+        posed = rgb.encode(torch.rand(2, 3, 32, 32), K)
+        posed["translation"] = posed["translation"] * 0.9  # nearer: bigger, so parts overlap
+        r_rgb, r_parts = rgb.render(posed, K, (32, 32)), parts.render(posed, K, (32, 32))
+    assert r_rgb.shape == (2, 4, 32, 32) and r_parts.shape == (2, 17, 32, 32)
+    assert r_parts[:, -1].amax() > 0.5  # the template is in view
+    # one-hot colours: the part channels partition the opacity (sum_k c_k = 1 at every sample)
+    assert torch.allclose(r_parts[:, :-1].sum(1), r_parts[:, -1], atol=1e-5)
+    # Eq. 2 is linear in the colours: the part maps times the RGB colours are the RGB render
+    assert torch.allclose(parts.render_rgb(r_parts), r_rgb, atol=1e-5)
+    assert parts.generator.cond_channels == 17 and parts.generator.in_channels == 20 and not parts.generator.skips
+    with pytest.raises(ValueError, match="condition"):
+        _tiny_model(condition="depth")
+
+
 def test_pair_mode_is_required_with_a_clear_message():
     model = _tiny_model()
     K = torch.eye(3).expand(2, 3, 3)

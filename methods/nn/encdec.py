@@ -23,12 +23,12 @@ def _conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequ
 
 
 class EncoderDecoder(nn.Module):
-    """Encoder-decoder with skip connections.
+    """Encoder-decoder with skip connections (``skips=False``: without, a plain bottlenecked encoder-decoder).
 
     Encoder: a 3x3 stem to ``base`` channels, then ``depth`` stages of [3x3 conv stride 2 -> BN -> LeakyReLU,
     3x3 conv -> BN -> LeakyReLU], doubling the channels (capped at ``max_channels``). Decoder, per stage:
     bilinear x2 upsampling (align_corners=False) -> 3x3 conv, concatenation with the encoder's skip at
-    that resolution, then a block: a conv block, or a :class:`SPADEResBlock` conditioned on ``cond`` when
+    that resolution (when ``skips``), then a block: a conv block, or a :class:`SPADEResBlock` conditioned on ``cond`` when
     ``cond_channels > 0``. A 1x1 conv gives ``out_channels`` raw outputs (apply sigmoid/tanh yourself).
 
     Shapes: x (B, in_channels, H, W) with H and W divisible by ``2**depth`` (ValueError otherwise),
@@ -45,11 +45,13 @@ class EncoderDecoder(nn.Module):
         max_channels: int = 512,
         spade_hidden: int = 64,
         spade_mode: str = "nearest",
+        skips: bool = True,
     ):
         super().__init__()
         if depth < 1:
             raise ValueError(f"EncoderDecoder: depth must be >= 1, got {depth}")
-        self.in_channels, self.depth, self.cond_channels = in_channels, depth, cond_channels
+        self.in_channels, self.depth, self.cond_channels, self.skips = in_channels, depth, cond_channels, skips
+        cat = 2 if skips else 1  # a block reads the upsampled features, plus the skip when there is one
         widths = [min(base * 2**i, max_channels) for i in range(depth + 1)]
         self.stem = _conv_block(in_channels, widths[0])
         self.down = nn.ModuleList(
@@ -59,11 +61,11 @@ class EncoderDecoder(nn.Module):
         self.up = nn.ModuleList(nn.Conv2d(widths[i + 1], widths[i], 3, padding=1) for i in reversed(range(depth)))
         if cond_channels > 0:
             self.blocks = nn.ModuleList(
-                SPADEResBlock(2 * widths[i], widths[i], cond_channels, hidden=spade_hidden, mode=spade_mode)
+                SPADEResBlock(cat * widths[i], widths[i], cond_channels, hidden=spade_hidden, mode=spade_mode)
                 for i in reversed(range(depth))
             )
         else:
-            self.blocks = nn.ModuleList(_conv_block(2 * widths[i], widths[i]) for i in reversed(range(depth)))
+            self.blocks = nn.ModuleList(_conv_block(cat * widths[i], widths[i]) for i in reversed(range(depth)))
         self.out = nn.Conv2d(widths[0], out_channels, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -85,6 +87,8 @@ class EncoderDecoder(nn.Module):
         h = skips.pop()
         for up, block in zip(self.up, self.blocks):
             h = up(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False))
-            h = torch.cat([h, skips.pop()], dim=1)
+            skip = skips.pop()
+            if self.skips:
+                h = torch.cat([h, skip], dim=1)
             h = block(h, cond) if self.cond_channels > 0 else block(h)
         return self.out(h)
