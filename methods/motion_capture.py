@@ -41,6 +41,17 @@ Losses (Sec. 3.1; every pixel quantity is divided by the image size, so losses a
   and hiding vertices (visible vertices 208 -> 125, predicted motion 1.84 -> 0.72 px) and the 3D error grew
   (179 -> 206 mm on the validation clips); the mask is the one the segmentation loss reads already.
 
+Loss weights (``loss_weights``; default kpt 1, seg 1, motion 0.05). The paper gives none (its public code weighs
+the silhouette term 1e-19, i.e. off). With every term in units of the image size (Eq. 4 and 5 squared, the motion
+term L1), equal weights let the motion term swamp the others: at the pretrained checkpoint, on 96 frame pairs of
+the target's validation clips (CMU 131_*, never the test split), the gradient norms on the regressor's outputs are
+kpt 0.0013, seg 0.0010, motion 0.029 (22 times kpt's), and the motion gradient is orthogonal to the direction
+that lowers the 3D error (cosine +0.02 with the gradient of the true MPJPE, against +0.42 for kpt and +0.20
+for seg; renderer flow alike). Weights that equalise the gradient norms are seg 1 and motion 0.05 (one figure).
+Short adaptations (150 Adam steps, lr 3e-4, the same batches) scored on the validation pairs (MPJPE, pretrained
+193.5 mm): kpt 158.0; kpt + seg 163.0; kpt + seg + motion with motion 0.015 / 0.05 / 0.15 / 1: 160.0 / 158.6 /
+171.5 / 187.4. So 0.05 is kept, and equal weights reproduce the cancellation.
+
 Choices where the paper is silent:
 
 * **Camera.** ``X_cam = R X + (T_x, T_y, depth_mm)`` with ``R = R_x(alpha) R_y(beta) R_z(gamma) R_0``;
