@@ -142,6 +142,41 @@ def test_motion_loss_is_zero_for_the_true_motion_and_grows_with_an_error():
     assert motion_loss(p1, wrong, hidden, flow, 20.0).item() == pytest.approx(0.0, abs=1e-5)
 
 
+def test_motion_loss_on_the_mask_reads_only_the_persons_flow():
+    # the person covers columns 0-9 and moves 2 px right; the background (columns 10-19) is still
+    mask = torch.zeros(1, 20, 20, dtype=torch.bool)
+    mask[:, :, :10] = True
+    flow = torch.zeros(1, 2, 20, 20)
+    flow[:, 0, :, :10] = 2.0
+    # a vertex at x = 9.75 has 3/4 of its bilinear footprint on pixel 9 (person) and 1/4 on pixel 10 (background):
+    # plain sampling reads 0.75 * 2 = 1.5 px, on the mask 2 px; a vertex at x = 15 is off the person
+    p1 = torch.tensor([[[9.75, 5.5], [15.5, 5.5]]])
+    p2 = p1 + torch.tensor([[[2.0, 0.0], [7.0, 0.0]]])
+    visible = torch.tensor([[True, False]])
+    assert motion_loss(p1, p2, visible, flow, 20.0).item() == pytest.approx(0.5 / 20, abs=1e-6)
+    assert motion_loss(p1, p2, visible, flow, 20.0, mask).item() == pytest.approx(0.0, abs=1e-6)
+    # the off-person vertex does not count on the mask even when visible (its wrong 7 px motion is ignored) ...
+    both = torch.ones(1, 2, dtype=torch.bool)
+    assert motion_loss(p1, p2, both, flow, 20.0, mask).item() == pytest.approx(0.0, abs=1e-6)
+    # ... but does without it: (0.5 + 7) / 2 px
+    assert motion_loss(p1, p2, both, flow, 20.0).item() == pytest.approx(3.75 / 20, abs=1e-6)
+
+
+def test_direct_optimisation_starts_from_a_random_yaw_or_the_rest_pose():
+    model = MotionCapture(image_size=32, base_channels=4, fc_width=16, points_per_part=8)
+    raw = model.direct_start(64, torch.device("cpu"))
+    p = model.decode(raw)
+    # the camera is a yaw about the image's vertical axis: R = R_y(yaw) R0, yaw spread over the circle
+    yaw = torch.atan2(raw[:, 3 * 17 + 4 + 3], raw[:, 3 * 17 + 4 + 2] + 1)
+    zero = torch.zeros_like(yaw)
+    assert torch.allclose(p["R"], euler_rotation(torch.stack([zero, yaw, zero], -1)) @ R0, atol=1e-6)
+    assert yaw.min() < -2.0 and yaw.max() > 2.0
+    assert p["theta"][:, 0].abs().max() == 0 and 0.2 < p["theta"][:, 1:].std() < 0.4
+    assert torch.equal(model.direct_start(64, torch.device("cpu")), raw)  # a fixed seed
+    model.hparams.direct_init = "rest"
+    assert model.direct_start(3, torch.device("cpu")).abs().max() == 0
+
+
 def test_dis_flow_finds_a_shift():
     g = torch.Generator().manual_seed(1)
     texture = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(48, 48), mode="bicubic")
@@ -211,6 +246,8 @@ def test_options_fail_with_their_name():
         MotionCapture(losses=("kpt", "depth"))
     with pytest.raises(ValueError, match="smpl_model_path"):
         MotionCapture(body="smpl")
+    with pytest.raises(ValueError, match="direct_init"):
+        MotionCapture(direct_init="zero")
 
 
 def test_tiny_pretrain_then_adapt_through_the_cli(tmp_path):
