@@ -167,6 +167,9 @@ class BuiltinBody(nn.Module):
 
     Args:
         points_per_part: vertices of each of the 21 ellipsoids (the 17 joint spheres have 12 each).
+        radius_jitter: a body unlike the renderer's, to measure how much the match flatters the method: each
+            ellipsoid's three radii times exp(radius_jitter * n), n ~ N(0, 1) drawn once from seed 0 (0: the
+            renderer's shape). Joints, bones and the regressor A are unchanged.
     """
 
     num_joints = H36M_17.num_joints
@@ -174,10 +177,11 @@ class BuiltinBody(nn.Module):
     num_betas = len(BETA_NAMES)
     kind = "builtin"
 
-    def __init__(self, points_per_part: int = 48):
+    def __init__(self, points_per_part: int = 48, radius_jitter: float = 0.0):
         super().__init__()
-        if points_per_part < 8:
-            raise ValueError(f"BuiltinBody points_per_part must be >= 8, got {points_per_part}")
+        if points_per_part < 8 or radius_jitter < 0:
+            raise ValueError(f"BuiltinBody needs points_per_part >= 8 and radius_jitter >= 0, got {points_per_part} "
+                             f"and {radius_jitter}")  # fmt: skip
         P, J = len(PRIMITIVES), H36M_17.num_joints
         sphere, ico = fibonacci_sphere(points_per_part), icosahedron()
         self.register_buffer("template_lengths", _TEMPLATE.clone(), persistent=False)
@@ -189,7 +193,9 @@ class BuiltinBody(nn.Module):
         self.register_buffer("frame_of", torch.tensor([FRAMES.index(p.frame) for p in PRIMITIVES]), persistent=False)
         self.register_buffer("center_mm", torch.tensor([p.center for p in PRIMITIVES]), persistent=False)
         self.register_buffer("center_len", torch.tensor([p.center_len for p in PRIMITIVES]), persistent=False)
-        self.register_buffer("radii_mm", torch.tensor([p.radii for p in PRIMITIVES]), persistent=False)
+        radii = torch.tensor([p.radii for p in PRIMITIVES])
+        jitter = torch.randn(radii.shape, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("radii_mm", radii * (radius_jitter * jitter).exp(), persistent=False)
         self.register_buffer("radius_len", torch.tensor([p.radius_len for p in PRIMITIVES]), persistent=False)
         self.register_buffer("girth", torch.tensor([float(p.girth) for p in PRIMITIVES]), persistent=False)
         self.register_buffer("sphere", sphere, persistent=False)
@@ -334,10 +340,11 @@ class SMPLBody(nn.Module):
         return zbuffer_visibility(pixels.detach(), depth.detach(), width, height)
 
 
-def make_body(kind: str = "builtin", smpl_model_path: str | None = None, points_per_part: int = 48) -> nn.Module:
+def make_body(kind: str = "builtin", smpl_model_path: str | None = None, points_per_part: int = 48,
+              radius_jitter: float = 0.0) -> nn.Module:  # fmt: skip
     """``builtin`` (:class:`BuiltinBody`) or ``smpl`` (:class:`SMPLBody`, needs ``smpl_model_path``)."""
     if kind == "builtin":
-        return BuiltinBody(points_per_part)
+        return BuiltinBody(points_per_part, radius_jitter)
     if kind == "smpl":
         if not smpl_model_path:
             raise ValueError("body 'smpl' needs model.init_args.smpl_model_path: the SMPL .pkl you downloaded")

@@ -309,6 +309,7 @@ class MotionCapture(PoseEstimator):
         flow_source: ``dis`` (OpenCV DIS on the frames) or ``render`` (the data module's ``flow``).
         body: ``builtin`` or ``smpl``; smpl_model_path: SMPL's .pkl for ``smpl``.
         points_per_part: vertices of each ellipsoid of the built-in body.
+        body_jitter: the built-in body's ``radius_jitter`` (a shape unlike the renderer's; 0: the same).
         image_size: the data's crop size (px, a multiple of 32).
         backbone: ``conv5`` (the paper's regressor) or ``resnet18``/``34``/``50``; base_channels / fc_width: widths.
         channels_last: NHWC activations (GPUs).
@@ -328,7 +329,8 @@ class MotionCapture(PoseEstimator):
     def __init__(self, stage: str = "pretrain", pretrained_checkpoint: str | None = None,
                  export_path: str | None = None, losses: tuple[str, ...] = LOSSES,
                  loss_weights: dict[str, float] | None = None, flow_source: str = "dis", body: str = "builtin",
-                 smpl_model_path: str | None = None, points_per_part: int = 48, image_size: int = 128,
+                 smpl_model_path: str | None = None, points_per_part: int = 48, body_jitter: float = 0.0,
+                 image_size: int = 128,
                  backbone: str = "conv5", base_channels: int = 64, fc_width: int = 1024, channels_last: bool = False,
                  depth_mm: float = 5000.0, pretrain_kpt_weight: float = 1.0, seg_chunk: int = 256, lr: float = 1e-4,
                  optimizer: str = "adam", eval_pretrained: bool = True, direct_steps: int = 100,
@@ -355,7 +357,7 @@ class MotionCapture(PoseEstimator):
         self.save_hyperparameters()
         self.losses = tuple(losses)
         self.weights = {**LOSS_WEIGHTS, **(loss_weights or {})}
-        self.body = make_body(body, smpl_model_path, points_per_part)
+        self.body = make_body(body, smpl_model_path, points_per_part, body_jitter)
         self.pose_joints, self.num_betas = self.body.pose_joints, self.body.num_betas
         out_dim = self.pose_joints * 3 + self.num_betas + 6 + 2 + 1
         self.net = ConvRegressor(image_size, out_dim, base_channels, fc_width, backbone)

@@ -83,6 +83,18 @@ def test_a_bent_elbow_bends_the_joints_and_the_mesh():
     assert torch.allclose(lengths[H36M_17.index("RKnee")], torch.tensor(1.1)) and lengths[H36M_17.index("Spine")] == 1
 
 
+def test_a_jittered_body_changes_its_widths_not_its_joints():
+    plain, jittered = BuiltinBody(points_per_part=16), BuiltinBody(points_per_part=16, radius_jitter=0.2)
+    factors = jittered.radii_mm / plain.radii_mm
+    n = torch.randn(factors.shape, generator=torch.Generator().manual_seed(0))  # the documented draw
+    assert torch.allclose(factors, (0.2 * n).exp())
+    theta = torch.zeros(1, 17, 3)
+    a, b = plain(theta, torch.zeros(1, 4)), jittered(theta, torch.zeros(1, 4))
+    assert torch.allclose(a.joints, b.joints, atol=1e-4) and not torch.allclose(a.vertices, b.vertices, atol=1.0)
+    with pytest.raises(ValueError, match="radius_jitter"):
+        BuiltinBody(radius_jitter=-1)
+
+
 def test_keypoint_loss_closed_form():
     pred, target = torch.zeros(1, 2, 2), torch.tensor([[[3.0, 4.0], [0.0, 0.0]]])
     assert keypoint_loss(pred, target, 10.0).item() == pytest.approx(0.25 / 2)
