@@ -29,7 +29,7 @@ Evaluating this body on ``SyntheticHumans`` flatters it: the renderer draws peop
 so the model can fit the silhouettes and flow of the data exactly, which no body model can do on real
 people (SMPL on Human3.6M does not fit clothing, hair or a person's exact proportions). Numbers measured
 with it on rendered data are an upper bound of what the method gets from a body model. Measured on the motion-capture
-target at 64 px (``radius_jitter`` 0.2, widths off by 16%): adaptation scored 127.2 mm MPJPE against 133.7 with
+target at 64 px (``radius_jitter`` 0.2, widths off by 17% on average): adaptation scored 127.2 mm MPJPE against 133.7 with
 the matched body, within the runs' spread, so at that size the match does not carry the result.
 
 :class:`SMPLBody` wraps ``smplx.SMPL`` (24 joints, 10 betas, 6890 vertices) for users who have the model
