@@ -343,6 +343,9 @@ class PartGuided(PoseEstimator):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
+        # the background the pairs came with (SyntheticHumanPairs), for the record's input column
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        self.background_source = getattr(datamodule, "background_source", None)
         if self.prior is None:
             return
         joints = self.prior.load_clips("train").joints_world.float()
@@ -354,6 +357,17 @@ class PartGuided(PoseEstimator):
         self.bone_lengths = (lengths.mean(0) / 1000.0).to(self.device)
         self.mean_limbs = F.normalize(limbs.mean(0), dim=-1).to(self.device)
         self.puppet = Puppet(lengths.mean(0), self.hparams.template_size, tau=self.hparams.tau).to(self.device)
+
+    def input_description(self, name: str, data_protocol: dict | None = None) -> str:
+        """The test image; the method's row also says what training read beyond its frame pairs: the background
+        (``plate``, the empty room, is privileged), and the unpaired 3D prior."""
+        text = super().input_description(name, data_protocol)
+        if name != self.method_name:
+            return text
+        background = getattr(self, "background_source", None) or "unknown"
+        extra = [f"background {background}"] if self.hparams.use_saliency else []
+        extra += ["3D prior"] if self.hparams.use_prior else []
+        return f"{text} (trained on pairs{''.join(', ' + e for e in extra)})"
 
     # -- T_fk, T_c --------------------------------------------------------------------------------------------
     @property

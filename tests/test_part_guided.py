@@ -335,6 +335,6 @@ def test_tiny_fit_through_the_cli(workdir):
     assert max(steps) == 4  # global_step counts iterations of Algorithm 1, not the optimisers' steps
     (record,) = (workdir / "results" / "humans-synthetic").glob("partguided__*.json")
     data = json.loads(record.read_text())
-    assert data["input"] == "image rgb32x32"
+    assert data["input"] == "image rgb32x32 (trained on pairs, background plate, 3D prior)"
     for key in ("p_mpjpe", "seg_f1_fg", "seg_f1_parts", "puppet_f1_fg", "puppet_f1_parts"):
         assert key in data["metrics"]
