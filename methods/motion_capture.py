@@ -495,14 +495,13 @@ class MotionCapture(PoseEstimator):
     def direct_optimisation(self, clip: dict) -> torch.Tensor:
         """Frame 0's root-relative camera-frame joints (B, 17, 3) mm after :meth:`direct_fit` of clips (B, T, ...)."""
         B, T = clip["image"].shape[:2]
-        raw, _ = self.direct_fit(clip)
+        raw = self.direct_fit(clip)
         with torch.no_grad():
             return self.pose(raw)["joints_cam"].view(B, T, -1, 3)[:, 0].float()
 
-    def direct_fit(self, clip: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def direct_fit(self, clip: dict) -> torch.Tensor:
         """Optimise the raw parameters (B * T, D) of every frame of clips (B, T, ...) with the self-supervised losses
-        from :meth:`direct_start`, ``direct_steps`` steps of ``direct_optimizer``; returns them and the per-sample
-        losses (B,) at the end."""
+        from :meth:`direct_start`, ``direct_steps`` steps of ``direct_optimizer``; returns them (detached)."""
         hp = self.hparams
         with torch.inference_mode(False), torch.enable_grad():
             clip = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in clip.items()}
@@ -515,8 +514,7 @@ class MotionCapture(PoseEstimator):
                 losses = self.self_supervised(raw, clip, flow)
                 sum(self.weights[k] * v.sum() for k, v in losses.items()).backward()
                 opt.step()
-            with torch.no_grad():
-                return raw.detach(), self.self_supervised(raw.detach(), clip, flow)
+            return raw.detach()
 
     def direct_start(self, n: int, device: torch.device) -> torch.Tensor:
         """(n, D) raw parameters where direct optimisation starts. ``rest``: zeros (rest pose facing the camera).
