@@ -6,7 +6,8 @@
   images/s of the training loader alone (SyntheticHumans rendering in its worker), of the training
   step alone (one batch held in memory), and of the whole Lightning loop; the loader must outrun the step;
 * neural rendering: posed Gaussian templates rendered per second at 64 and 128 px (64 samples per ray);
-* plus the data benchmarks of the other modules when present (BVH parsing, rendering).
+* plus the benchmarks of :data:`OPTIONAL` when present: BVH parsing, rendering, EpipolarPose's pseudo-labelling and
+  steps, and every image method's training loop at its CPU size (:mod:`benchmark.bench_methods`).
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def bench_template_render(sizes: tuple[int, ...] = (64, 128), batch: int = 8, sa
     return figures
 
 
-OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render", "benchmark.bench_epipolar")
+OPTIONAL = ("benchmark.bench_mocap", "benchmark.bench_render", "benchmark.bench_epipolar", "benchmark.bench_methods")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
         figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_metrics().items()})
         figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_svmac().items()})
-        figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_supervised().items()})
-        figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_template_render().items()})
+        if not args.quick:
+            figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_supervised().items()})
+            figures.update({f"{k} [{threads} thread(s)]": v for k, v in bench_template_render().items()})
     table = Table(title=f"posebench throughput (torch {torch.__version__}, {os.cpu_count()} CPUs)")
     table.add_column("what")
     table.add_column("figure", justify="right")
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             except ModuleNotFoundError:
                 continue
             console.rule(name)
-            module.main()
+            module.main([])  # their defaults, not this command's arguments
     return 0
 
 

@@ -38,12 +38,21 @@ def read_config(paths: list[str | Path]) -> dict:
     return merged
 
 
+def instantiate(cfg: dict, section: str, base: type, where: str = "config"):
+    """The object a LightningCLI config's ``section`` (``model`` or ``data``: ``class_path`` + ``init_args``) builds."""
+    if section not in cfg:
+        raise KeyError(f"{where} has no {section!r} section")
+    parser = ArgumentParser()
+    parser.add_argument(f"--{section}", type=base)
+    parsed = parser.parse_object({section: cfg[section]})
+    return getattr(parser.instantiate_classes(parsed), section)
+
+
 def load_datamodule(paths: list[str | Path]) -> L.LightningDataModule:
     """The data module that ``python -m benchmark fit --config <paths>`` would build."""
-    cfg = read_config(paths)
-    if "data" not in cfg:
-        raise KeyError(f"config {[str(p) for p in paths]} has no 'data' section")
-    parser = ArgumentParser()
-    parser.add_argument("--data", type=L.LightningDataModule)
-    parsed = parser.parse_object({"data": cfg["data"]})
-    return parser.instantiate_classes(parsed).data
+    return instantiate(read_config(paths), "data", L.LightningDataModule, str([str(p) for p in paths]))
+
+
+def load_model(paths: list[str | Path]) -> L.LightningModule:
+    """The method that ``python -m benchmark fit --config <paths>`` would build."""
+    return instantiate(read_config(paths), "model", L.LightningModule, str([str(p) for p in paths]))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from rich.console import Console
 from tiny import tiny_args
 
@@ -200,3 +201,33 @@ def test_read_config_layers_files_at_every_depth_as_lightningcli(tmp_path):
         "class_path": "datamodules.SyntheticPoses",
         "init_args": {"batch_size": 8},
     }
+
+
+def test_load_model_builds_the_method_a_config_stack_names(tmp_path):
+    from benchmark.config import load_model
+
+    base, cpu = tmp_path / "m.yaml", tmp_path / "cpu.yaml"
+    base.write_text("model:\n  class_path: methods.svmac.SVMAC\n  init_args: {width: 64, lr: 0.1}\n")
+    cpu.write_text("model:\n  init_args: {width: 16}\n")
+    model = load_model([base, cpu])
+    assert type(model).__name__ == "SVMAC" and model.hparams.width == 16 and model.hparams.lr == 0.1
+    with pytest.raises(KeyError, match="no 'model' section"):
+        load_model([_write(tmp_path / "d.yaml", "data: {}\n")])
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_bench_methods_stacks_exist_and_the_timer_counts_images():
+    from benchmark.bench_methods import STACKS, ImageTimer
+
+    root = Path(__file__).resolve().parents[1]
+    assert all((root / p).is_file() for stack in STACKS.values() for p in stack)
+    timer = ImageTimer(warmup=1)
+    for image in (torch.zeros(4, 3, 8, 8), torch.zeros(2, 2, 3, 8, 8), torch.zeros(5, 3, 8, 8)):
+        timer.on_train_batch_end(None, None, None, {"image": image}, 0)
+    assert timer.images == 2 * 2 + 5  # the warm-up batch is not counted; a pair counts two images
+    with pytest.raises(RuntimeError, match="warm-up"):
+        _ = ImageTimer(warmup=3).rate
