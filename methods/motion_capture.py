@@ -555,15 +555,24 @@ class MotionCapture(PoseEstimator):
         super().setup(stage)
 
     def input_description(self, name: str, data_protocol: dict | None = None) -> str:
-        """The image; the adapted row also says what it adapted with, the direct row what it optimised against."""
+        """The image, and what the row's network or fit read besides: 3D labels (pretraining, on the source domain
+        when adapting), the target's 2D keypoints, masks and flow (adaptation, direct optimisation)."""
         text = super().input_description(name, data_protocol)
-        flow = f"flow {self.hparams.flow_source}" if "motion" in self.losses else None
-        if self.hparams.stage == "adapt" and name == self.method_name:
-            return f"{text} (adapted: {'+'.join(self.losses)}{', ' + flow if flow else ''})"
+        proto = getattr(self, "data_protocol", {}) if data_protocol is None else data_protocol
+        reads = {
+            "kpt": f"2D {proto.get('input_2d', 'gt')}",
+            "seg": "mask gt",
+            "motion": f"flow {self.hparams.flow_source}",
+        }
+        target = " + ".join(reads[k] for k in self.losses)
+        if name == self.method_name and self.hparams.stage == "pretrain":
+            return f"{text} (3D labels)"
+        if name == self.method_name:
+            return f"{text} (source 3D labels, then adapted on {target})"
+        if name == self.pretrained_name:
+            return f"{text} (source 3D labels)"
         if name == self.direct_name:
-            proto = getattr(self, "data_protocol", {}) if data_protocol is None else data_protocol
-            reads = {"kpt": f"2D {proto.get('input_2d', 'gt')}", "seg": "mask gt", "motion": flow}
-            return " + ".join([text, *(reads[k] for k in self.losses)])
+            return f"{text} + {target}"
         return text
 
     def make_metrics(self, groups: int) -> nn.ModuleDict:

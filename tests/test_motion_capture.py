@@ -285,7 +285,8 @@ def test_tiny_pretrain_then_adapt_through_the_cli(tmp_path):
     }
     assert {"motioncapture", "motioncapture-pretrained", "motioncapture-direct-kpt-seg-motion"} <= set(records)
     rec = records["motioncapture"]
-    assert rec["input"] == "image rgb32x32 (adapted: kpt+seg+motion, flow dis)"
+    assert rec["input"] == "image rgb32x32 (source 3D labels, then adapted on 2D gt + mask gt + flow dis)"
+    assert records["motioncapture-pretrained"]["input"] == "image rgb32x32 (source 3D labels)"
     assert {"t_mpjpe", "surface", "mpjpe"} <= set(rec["metrics"])
     assert records["motioncapture-direct-kpt-seg-motion"]["input"] == "image rgb32x32 + 2D gt + mask gt + flow dis"
 
@@ -317,3 +318,22 @@ def test_the_bodys_projected_motion_matches_the_renderers_flow():
     half = torch.nn.functional.avg_pool2d(mask[:, None].float(), 2)[:, 0] > 0.5
     fit = chamfer_loss(px[:, 0], seen, half, 64.0).mean()
     assert fit < 0.5 * chamfer_loss(px[:, 0] + 3.0, seen, half, 64.0).mean()
+
+
+def test_the_table_stack_tests_on_the_image_tables_split():
+    """configs/motion_capture_table.yaml, layered last, puts the adapted and pretrained rows on the image table: the same
+    test protocol and rooms as the supervised reference's, whatever the CPU adaptation file set for the CMU target."""
+    from benchmark.config import load_datamodule, read_config
+
+    cpu = ["configs/cpu_images.yaml", "configs/cpu_motion_capture.yaml", "configs/cpu_motion_capture_adapt.yaml"]
+    stack = [
+        "configs/motion_capture.yaml",
+        "configs/motion_capture_adapt.yaml",
+        *cpu,
+        "configs/motion_capture_table.yaml",
+    ]
+    table, reference = load_datamodule(stack), load_datamodule(["configs/supervised.yaml", "configs/cpu_images.yaml"])
+    assert table.protocol == reference.protocol and table.seed == reference.seed == 0
+    assert table.mode == "clip" and table.clip_length == 2  # the motion loss still gets frame pairs in training
+    cfg = read_config(stack)
+    assert cfg["trainer"]["limit_test_batches"] == 1.0 and cfg["model"]["init_args"]["direct_steps"] == 0
