@@ -360,10 +360,7 @@ class PoseEstimator(L.LightningModule):
             for key, metric in metrics.items():
                 value = metric.compute()
                 overall[key] = float(value)
-                protocol[key] = {
-                    **metric.protocol,
-                    "scale": self.scale_source if key in ("mpjpe", "pck150", "auc") else "n/a",
-                }
+                protocol[key] = self.result_protocol(name, key, metric)
                 self.log(f"test/{key}" if name == self.method_name else f"test_{name}/{key}", value, sync_dist=True)
                 if self.action_names:
                     for action, v in zip(self.action_names, metric.compute_groups().tolist()):
@@ -371,10 +368,17 @@ class PoseEstimator(L.LightningModule):
                             per_action.setdefault(action, {})[key] = v
                 metric.reset()
             self.test_results[name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol,
-                                       "input": self.input_description(name),
-                                       "role": self.role if name == self.method_name else BASELINE_ROLES.get(name, "baseline"),
+                                       "input": self.input_description(name), "role": self.result_role(name),
                                        **per_pose.get(name, {})}  # fmt: skip
         self.plot_predictions("test")
+
+    def result_protocol(self, name: str, key: str, metric) -> dict:
+        """The record's ``metric_protocol`` entry for metric ``key`` of estimator ``name`` (a method may add to it)."""
+        return {**metric.protocol, "scale": self.scale_source if key in ("mpjpe", "pck150", "auc") else "n/a"}
+
+    def result_role(self, name: str) -> str:
+        """The record's ``role`` of estimator ``name``: the method's own, or the baseline's (floor / baseline)."""
+        return self.role if name == self.method_name else BASELINE_ROLES.get(name, "baseline")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.predict_pose(batch)
