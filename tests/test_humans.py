@@ -255,3 +255,11 @@ def test_config_piece_builds_the_data_module():
     dm = load_datamodule([ROOT / "configs/data/humans.yaml"])
     assert isinstance(dm, SyntheticHumans) and isinstance(dm.motion, SyntheticPoses)
     assert (dm.width, dm.height, dm.views) == (128, 128, 4)
+
+
+def test_the_protocol_names_a_scene_seed_other_than_the_default():
+    """Another seed renders other rooms, clothing and lighting, so other test images: its records must not share the
+    default scenes' table (whose protocol, and so its records' ids, stay as they were)."""
+    default, other = SyntheticHumans(seed=0).protocol, SyntheticHumans(seed=3).protocol
+    assert "scene_seed" not in default and other.pop("scene_seed") == "3"
+    assert other == default

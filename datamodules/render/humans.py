@@ -587,10 +587,13 @@ class SyntheticHumans(SplitLoaders, L.LightningDataModule):
 
     @property
     def protocol(self) -> dict[str, str]:
+        """What the test set depends on. ``seed`` draws the rooms, clothing and lighting, so other test images: it is
+        named when it is not the default 0 (records of the default scenes keep the protocol id they always had)."""
         return {"input": f"rgb{self.width}x{self.height}", "motion": self.motion.name,
                 "input_2d": f"gt+noise{self.noise_2d_px:g}px" if self.noise_2d_px else "gt",
                 "annotation_3d": "camera-frame", "eval_stride": str(self.strides["test"]),
-                "eval_mode": self.eval_mode, "camera_motion": self.camera_motion}  # fmt: skip
+                "eval_mode": self.eval_mode, "camera_motion": self.camera_motion,
+                **({"scene_seed": str(self.seed)} if self.seed else {})}  # fmt: skip
 
     def render_config(self, split: str) -> RenderConfig:
         return RenderConfig(width=self.width, height=self.height, crop=self.crop, crop_margin=self.crop_margin,
