@@ -281,6 +281,8 @@ class PartGuided(PoseEstimator):
         crop_margin: the data's crop margin (sets the default camera distance).
         max_pitch_deg / max_roll_deg / max_shift / depth_range: the restrictions of the camera c.
         kinematic / use_prior / use_saliency: Table 3 switches.
+        background_bias: added to the initial bias of y-hat's background logit, so that the decoder's
+            foreground f-hat starts near L / (L + e^bias) instead of L / (L + 1) (module docstring).
         decoder_norm: ``group`` (the decoder's BatchNorm layers become GroupNorm: the same in training and
             evaluation; the configs' choice) or ``batch`` (the kit's BatchNorm; the default, so that checkpoints
             from before the option load).
@@ -299,7 +301,8 @@ class PartGuided(PoseEstimator):
                  depth_unit: float = 0.5, focal: float = 2.0, crop_margin: float = 1.2, max_pitch_deg: float = 30.0,
                  max_roll_deg: float = 15.0, max_shift: float = 0.5, depth_range: float = 0.5,
                  kinematic: bool = True, use_prior: bool = True, use_saliency: bool = True,
-                 decoder_norm: str = "batch", lr: float = 2e-3, **kwargs):  # fmt: skip
+                 decoder_norm: str = "batch", background_bias: float = 0.0, lr: float = 2e-3,
+                 **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.background_source: str | None = None  # the training pairs' background, known at setup
         if decoder_norm not in ("batch", "group"):
@@ -320,6 +323,8 @@ class PartGuided(PoseEstimator):
         self.decoder = EncoderDecoder(self.L + appearance_channels, 3 + self.L + 1, decoder_base, decoder_depth)
         if decoder_norm == "group":
             group_norms(self.decoder)
+        with torch.no_grad():  # y-hat's background logit starts at this bias: f-hat = L / (L + e^bias) (docstring)
+            self.decoder.out.bias[3 + self.L] += background_bias
         self.register_buffer("bone_lengths", torch.tensor(DEFAULT_BONES_MM) / 1000.0)  # metres, saved
         self.register_buffer("mean_limbs", self._rest_limbs())
         self.register_buffer("prior_limbs", torch.zeros(0, J, 3), persistent=False)
