@@ -286,7 +286,9 @@ class PartGuided(PoseEstimator):
         decoder_norm: ``group`` (the decoder's BatchNorm layers become GroupNorm: the same in training and
             evaluation; the configs' choice) or ``batch`` (the kit's BatchNorm; the default, so that checkpoints
             from before the option load).
-        lr: Adagrad learning rate of every loss.
+        lr: learning rate of every loss's optimiser on the encoder's parameters.
+        decoder_lr: the same on the decoder's parameters (None: ``lr``; module docstring).
+        optimizer: ``adagrad`` (Algorithm 1) or ``adam`` (a departure, module docstring), one per loss either way.
         **kwargs: see :class:`methods.base.PoseEstimator`.
     """
 
@@ -302,9 +304,11 @@ class PartGuided(PoseEstimator):
                  max_roll_deg: float = 15.0, max_shift: float = 0.5, depth_range: float = 0.5,
                  kinematic: bool = True, use_prior: bool = True, use_saliency: bool = True,
                  decoder_norm: str = "batch", background_bias: float = 0.0, lr: float = 2e-3,
-                 **kwargs):  # fmt: skip
+                 decoder_lr: float | None = None, optimizer: str = "adagrad", **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.background_source: str | None = None  # the training pairs' background, known at setup
+        if optimizer not in ("adagrad", "adam"):
+            raise ValueError(f"PartGuided: optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
         if decoder_norm not in ("batch", "group"):
             raise ValueError(f"PartGuided: decoder_norm must be 'batch' or 'group', got {decoder_norm!r}")
         if use_prior and prior is None:
@@ -565,7 +569,14 @@ class PartGuided(PoseEstimator):
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
     def configure_optimizers(self):
-        return [torch.optim.Adagrad(self._params(which), lr=self.hparams.lr) for _, which in self._groups()]
+        hp = self.hparams
+        lrs = {"encoder": hp.lr, "decoder": hp.lr if hp.decoder_lr is None else hp.decoder_lr}
+        make = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.Adagrad
+        out = []
+        for _, which in self._groups():  # one optimiser per loss; a parameter group per network
+            nets = ("encoder", "decoder") if which == "all" else (which,)
+            out.append(make([{"params": self._params(n), "lr": lrs[n]} for n in nets]))
+        return out
 
     def update(self, losses: dict[str, torch.Tensor], optimizers: list, indices: list[int]) -> None:
         """Step optimisers ``indices`` (into :meth:`_groups`), each with the gradient of its own loss on its own

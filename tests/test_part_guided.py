@@ -315,6 +315,23 @@ def test_background_bias_sets_the_initial_foreground():
         torch.testing.assert_close(out["fg"], torch.full_like(out["fg"], expected))
 
 
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_decoder_lr_sets_the_decoders_step(optimizer):
+    """First step of Adagrad or Adam on a unit gradient moves every parameter by its group's learning rate."""
+    model = tiny_model(lr=1e-3, decoder_lr=1e-2, optimizer=optimizer)
+    opts = model.configure_optimizers()
+    assert len(opts) == len(model._groups()) and all(type(o).__name__.lower() == optimizer for o in opts)
+    enc, dec = _snapshot(model.encoder), _snapshot(model.decoder)
+    for p in model._params("all"):
+        p.grad = torch.ones_like(p)
+    opts[0].step()  # L_I^u's optimiser: encoder and decoder
+    for net, before, lr in ((model.encoder, enc, 1e-3), (model.decoder, dec, 1e-2)):
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(before[name] - p.detach(), torch.full_like(p, lr), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="optimizer"):
+        tiny_model(optimizer="sgd")
+
+
 def test_pair_background_plate_is_the_frame_without_the_person():
     dm = tiny_pairs(size=32, background_source="plate")
     batch = dm.dataset("train").__getitems__([0, 4, 9, 13])
