@@ -125,7 +125,46 @@ any more), log(z / z0) of the true root spans -0.33 .. 0.15 (5th-95th percentile
 69 px tall against 45 px true) within 400 iterations, where L_I^u's depth gradient no longer pointed back
 (it agreed with the height error on 44 % of samples).
 
-Algorithm 1 in manual optimisation. Every loss has its own Adagrad optimiser. Odd steps update
+Why the pose stayed constant (diagnosis, ``runs/probe/oracle.py``; CPU size, plate background, 16 pairs a step,
+64 validation frames; "own" is P-MPJPE of each frame's prediction, "batch-mean" that of the mean prediction)
+---------------------------------------------------------------------------------------------------------------
+1. **The decoder starts painting everything.** y-hat has L + 1 = 11 classes, so at initialisation f-hat =
+   10/11 (measured 0.875): the composite is I-hat over the whole frame. Trained on the *true* pose's puppet
+   with L_I^u alone (privileged oracle), Adagrad at 2e-3 took more than 300 steps to beat painting nothing
+   (L_I^u 0.052 with the true pose, 0.061 with another sample's, 0.027 for the bare plate; f-hat 0.63). With
+   ``background_bias`` 3 (f-hat starts at 10 / (10 + e^3) = 0.33; measured 0.23) and the decoder at 1e-2 it
+   beat it within 150 steps (0.021 vs 0.027; another sample's pose 0.036) and by 300 steps read the puppet
+   (0.018 true, 0.032 another's). Either fix alone reached 0.027 / 0.023 at 150 steps.
+2. **L_I^u does not teach the articulation.** With that oracle decoder frozen, a fresh encoder trained with L_I^u
+   alone (300 steps) lowered L_I^u to 0.021 but its pose does not follow the image: own 131.9 mm vs batch-mean
+   127.8; 2D joints (root-centred) 6.36 px vs 6.42 (Adagrad 1e-2: 273.1 vs 244.4, the pose wanders). At the
+   mean pose the gradient of L_I^u places and scales the puppet (-grad of the root shift points at the true
+   root, cosine 0.50, 75 % of samples; the depth's sign agrees with the height error for 88 %), but the limbs'
+   gradient moves the root-centred 2D joints *away* from the truth (cosine -0.12; toward it for 31 %).
+3. **The cycle alone does not transfer.** With the oracle decoder, a fresh encoder trained only with L_pz on
+   decoded prior poses (composited over the plate, 300 steps) reads them better than the constant (L_pz 0.044
+   -> 0.034) but not real frames: own 125.1 vs batch-mean 125.1 mm, spread 5 mm.
+4. **The encoder learns slowly from any signal.** The same fresh encoder supervised directly on the true 2D
+   joints (L1, 300 Adagrad steps at 2e-3) reached 5.06 px vs 5.82 for its batch mean, but root-centred only
+   5.61 vs 5.92 (3D: 152.1 vs 153.8): in ~450 iterations of Algorithm 1 (the CPU budget) even direct
+   supervision would barely articulate the pose of a from-scratch ResNet-18 at 64 px.
+
+5. **Adam does not change 3-4** (a departure, ``optimizer: adam``, lr 1e-3, 300 steps each): the cycle alone
+   127.3 vs 125.0 mm on real frames; direct 2D supervision root-centred 5.74 vs 6.02 px.
+
+So the constant pose has two causes: a decoder that at 2e-3 takes most of the budget to start reading the
+puppet (``background_bias``, ``decoder_lr``: choices where the paper is silent, measured above), and an encoder
+that no loss of the method articulates within a few hundred steps: L_I^u's limb gradient points the wrong way
+(toward folding the limbs onto the torso, the puppet the full runs end with) and the cycle's decoded frames do
+not transfer to real ones at this size. The paper starts from an ImageNet ResNet-50, which this machine lacks.
+With both choices in the full model (11-min CPU run, 451 iterations, docs/reproductions/part_guided.md) the
+decoder still ends painting almost nothing on the t path (f-hat 0.012; L_I^u 0.0343 with the predicted pose,
+0.0336 with the true one, 0.0331 for the bare plate) and the pose is still one for every frame: the decoder
+cannot tell a predicted puppet (t path: where it is wrong, L_I^u says paint nothing) from a prior one (z path:
+L_seg says paint it), and without a pose that follows the image the two disagree.
+
+Algorithm 1 in manual optimisation. Every loss has its own optimiser (``optimizer``: Adagrad as the paper,
+or Adam, a departure), with the encoder's parameters at ``lr`` and the decoder's at ``decoder_lr``. Odd steps update
 theta_E with L_pz and L_as (the cycle encoder reads I-hat_z detached, so no gradient reaches the decoder);
 even steps update theta_D with them (the encoder is frozen: its parameters are left out). Every step also
 updates (theta_E, theta_D) with L_I^u, L_I^c and L_seg. Choice: all of one step's gradients come from one
@@ -281,10 +320,14 @@ class PartGuided(PoseEstimator):
         crop_margin: the data's crop margin (sets the default camera distance).
         max_pitch_deg / max_roll_deg / max_shift / depth_range: the restrictions of the camera c.
         kinematic / use_prior / use_saliency: Table 3 switches.
+        background_bias: added to the initial bias of y-hat's background logit, so that the decoder's
+            foreground f-hat starts near L / (L + e^bias) instead of L / (L + 1) (module docstring).
         decoder_norm: ``group`` (the decoder's BatchNorm layers become GroupNorm: the same in training and
             evaluation; the configs' choice) or ``batch`` (the kit's BatchNorm; the default, so that checkpoints
             from before the option load).
-        lr: Adagrad learning rate of every loss.
+        lr: learning rate of every loss's optimiser on the encoder's parameters.
+        decoder_lr: the same on the decoder's parameters (None: ``lr``; module docstring).
+        optimizer: ``adagrad`` (Algorithm 1) or ``adam`` (a departure, module docstring), one per loss either way.
         **kwargs: see :class:`methods.base.PoseEstimator`.
     """
 
@@ -299,9 +342,12 @@ class PartGuided(PoseEstimator):
                  depth_unit: float = 0.5, focal: float = 2.0, crop_margin: float = 1.2, max_pitch_deg: float = 30.0,
                  max_roll_deg: float = 15.0, max_shift: float = 0.5, depth_range: float = 0.5,
                  kinematic: bool = True, use_prior: bool = True, use_saliency: bool = True,
-                 decoder_norm: str = "batch", lr: float = 2e-3, **kwargs):  # fmt: skip
+                 decoder_norm: str = "batch", background_bias: float = 0.0, lr: float = 2e-3,
+                 decoder_lr: float | None = None, optimizer: str = "adagrad", **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.background_source: str | None = None  # the training pairs' background, known at setup
+        if optimizer not in ("adagrad", "adam"):
+            raise ValueError(f"PartGuided: optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
         if decoder_norm not in ("batch", "group"):
             raise ValueError(f"PartGuided: decoder_norm must be 'batch' or 'group', got {decoder_norm!r}")
         if use_prior and prior is None:
@@ -320,6 +366,8 @@ class PartGuided(PoseEstimator):
         self.decoder = EncoderDecoder(self.L + appearance_channels, 3 + self.L + 1, decoder_base, decoder_depth)
         if decoder_norm == "group":
             group_norms(self.decoder)
+        with torch.no_grad():  # y-hat's background logit starts at this bias: f-hat = L / (L + e^bias) (docstring)
+            self.decoder.out.bias[3 + self.L] += background_bias
         self.register_buffer("bone_lengths", torch.tensor(DEFAULT_BONES_MM) / 1000.0)  # metres, saved
         self.register_buffer("mean_limbs", self._rest_limbs())
         self.register_buffer("prior_limbs", torch.zeros(0, J, 3), persistent=False)
@@ -560,7 +608,14 @@ class PartGuided(PoseEstimator):
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
     def configure_optimizers(self):
-        return [torch.optim.Adagrad(self._params(which), lr=self.hparams.lr) for _, which in self._groups()]
+        hp = self.hparams
+        lrs = {"encoder": hp.lr, "decoder": hp.lr if hp.decoder_lr is None else hp.decoder_lr}
+        make = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.Adagrad
+        out = []
+        for _, which in self._groups():  # one optimiser per loss; a parameter group per network
+            nets = ("encoder", "decoder") if which == "all" else (which,)
+            out.append(make([{"params": self._params(n), "lr": lrs[n]} for n in nets]))
+        return out
 
     def update(self, losses: dict[str, torch.Tensor], optimizers: list, indices: list[int]) -> None:
         """Step optimisers ``indices`` (into :meth:`_groups`), each with the gradient of its own loss on its own

@@ -301,6 +301,37 @@ def test_group_norm_decoder_is_the_same_in_training_and_evaluation():
         tiny_model(decoder_norm="instance")
 
 
+def test_background_bias_sets_the_initial_foreground():
+    """The bias is added to y-hat's background logit only; with equal logits otherwise f-hat = L / (L + e^bias)."""
+    plain, biased = tiny_model(decoder_norm="group"), tiny_model(decoder_norm="group", background_bias=3.0)
+    offset = biased.decoder.out.bias - plain.decoder.out.bias
+    torch.testing.assert_close(offset, torch.eye(3 + plain.L + 1)[-1] * 3.0)
+    X = plain.fk(plain.mean_limbs[None]) + torch.tensor([0.0, 0.0, 3.0])
+    for model, expected in ((plain, 10 / 11), (biased, 10 / (10 + math.exp(3.0)))):
+        with torch.no_grad():  # the segmentation logits: the bias offset alone
+            model.decoder.out.weight.zero_()
+            model.decoder.out.bias.copy_(offset if model is biased else torch.zeros_like(offset))
+        out = model.render(X, torch.zeros(1, 4, 2, 2))
+        torch.testing.assert_close(out["fg"], torch.full_like(out["fg"], expected))
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_decoder_lr_sets_the_decoders_step(optimizer):
+    """First step of Adagrad or Adam on a unit gradient moves every parameter by its group's learning rate."""
+    model = tiny_model(lr=1e-3, decoder_lr=1e-2, optimizer=optimizer)
+    opts = model.configure_optimizers()
+    assert len(opts) == len(model._groups()) and all(type(o).__name__.lower() == optimizer for o in opts)
+    enc, dec = _snapshot(model.encoder), _snapshot(model.decoder)
+    for p in model._params("all"):
+        p.grad = torch.ones_like(p)
+    opts[0].step()  # L_I^u's optimiser: encoder and decoder
+    for net, before, lr in ((model.encoder, enc, 1e-3), (model.decoder, dec, 1e-2)):
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(before[name] - p.detach(), torch.full_like(p, lr), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="optimizer"):
+        tiny_model(optimizer="sgd")
+
+
 def test_pair_background_plate_is_the_frame_without_the_person():
     dm = tiny_pairs(size=32, background_source="plate")
     batch = dm.dataset("train").__getitems__([0, 4, 9, 13])
