@@ -128,6 +128,7 @@ from .geometry import mean_root_distance, root_centre
 from .nn.backbones import check_image, make_backbone
 from .nn.encdec import EncoderDecoder
 from .nn.gaussian_render import render_gaussians, whitening
+from .nn.perceptual import PerceptualLoss
 
 #: (17, 3) template joints in metres, H36M_17 order, camera-like axes (x right = the person's left, y down,
 #: z away from the camera): standing, facing the camera, arms hanging down; every bone along an axis.
@@ -253,6 +254,13 @@ class NeuralRendering(PoseEstimator):
         condition: what the generator is conditioned on: ``rgb`` (the colour render, the paper) or ``parts`` (one
             channel per part, as the 2D predecessor's per-part template images; module docstring).
         spade_hidden: hidden channels of the generator's SPADE layers.
+        composite: null (the paper: the generator's output is the reconstruction), ``layered`` (its output is a
+            foreground laid by the render's opacity over a background layer generated from x_dt alone) or ``x_dt``
+            (over x_dt itself); a departure, see the module docstring.
+        perceptual_weights: L_recon as the 2D predecessor's L1 on VGG-19 features (``methods.nn.perceptual``): a
+            torchvision VGG-19 state dict file, or ``random`` (random frozen features, a partial substitute);
+            null: the paper's pixel l2.
+        perceptual_layers: how many modules of VGG-19's ``features`` (14: up to relu3_2, as the predecessor).
         render_recompute: recompute each ray chunk in the backward pass (bounded memory; None: whenever
             gradients flow); False stores the intermediates (faster, memory grows with the image).
         colour_mode: how the parts' colour fields combine (``methods.nn.gaussian_render``): ``normalised``
@@ -283,7 +291,8 @@ class NeuralRendering(PoseEstimator):
                  render_recompute: bool | None = None, colour_mode: str = "normalised",
                  parts_per_ray: int | None = None, depth_range: float | None = None, field: str = "analytic",
                  grid_size: int = 64,
-                 condition: str = "rgb", gen_skips: bool = True,
+                 condition: str = "rgb", gen_skips: bool = True, composite: str | None = None,
+                 perceptual_weights: str | None = None, perceptual_layers: int = 14,
                  recon_reduction: str = "sum", boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
                  **kwargs):  # fmt: skip
@@ -295,6 +304,8 @@ class NeuralRendering(PoseEstimator):
                              f"{probe_samples}")  # fmt: skip
         if condition not in ("rgb", "parts"):
             raise ValueError(f"NeuralRendering: condition must be 'rgb' or 'parts', got {condition!r}")
+        if composite not in (None, "layered", "x_dt"):
+            raise ValueError(f"NeuralRendering: composite must be null, 'layered' or 'x_dt', got {composite!r}")
         if recon_reduction not in ("sum", "mean"):
             raise ValueError(f"NeuralRendering: recon_reduction must be 'sum' or 'mean', got {recon_reduction!r}")
         if image_size % 2**gen_depth:
@@ -314,8 +325,15 @@ class NeuralRendering(PoseEstimator):
         self.generator = EncoderDecoder(cond + 3, 3, base=gen_base, depth=gen_depth, cond_channels=cond,
                                         max_channels=gen_max_channels, spade_hidden=spade_hidden,
                                         spade_mode="bilinear", skips=gen_skips)  # fmt: skip
+        # the background layer of composite: layered reads x_dt alone: it cannot know where the template is
+        self.background = (EncoderDecoder(3, 3, base=gen_base, depth=gen_depth, max_channels=gen_max_channels)
+                           if composite == "layered" else None)  # fmt: skip
         if channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
+            if self.background is not None:
+                self.background = self.background.to(memory_format=torch.channels_last)
+        self.perceptual = (PerceptualLoss(perceptual_weights, perceptual_layers, "model.init_args.perceptual_weights")
+                           if perceptual_weights else None)  # fmt: skip
         self.probe_name = f"{self.method_name}-linear"
         self._probe: dict[str, torch.Tensor] | None = None
         self._probe_data: dict[str, torch.Tensor] | None = None
@@ -380,9 +398,24 @@ class NeuralRendering(PoseEstimator):
         return self.encode(image, K)["joints"]
 
     # -- losses (Eq. 7-8) ----------------------------------------------------------------------------------
+    def reconstruct(self, rendered: torch.Tensor, x_dt: torch.Tensor) -> dict[str, torch.Tensor]:
+        """psi: the reconstruction of x_t from the render and x_dt (``recon``); with ``composite`` the generator's
+        output is a foreground layer (``foreground``) laid by the render's opacity A over a background layer
+        (``background``): recon = A F + (1 - A) B, B = the template-blind background net of x_dt (``layered``) or
+        x_dt itself (``x_dt``)."""
+        out = torch.sigmoid(self.generator(torch.cat([rendered.to(x_dt.dtype), x_dt], dim=1), rendered))
+        if self.hparams.composite is None:
+            return {"recon": out}
+        bg = x_dt if self.background is None else torch.sigmoid(self.background(x_dt))
+        alpha = rendered[:, -1:].to(out.dtype).clamp(0, 1)
+        return {"recon": alpha * out + (1 - alpha) * bg, "foreground": out, "background": bg}
+
     def reconstruction_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """L_recon: squared pixel error, summed per image and averaged over the batch (or a plain mean; see
-        ``recon_reduction``)."""
+        ``recon_reduction``); with ``perceptual_weights`` the L1 distance of VGG-19 features instead (the 2D
+        predecessor's loss), reduced the same way."""
+        if self.perceptual is not None:
+            return self.perceptual(recon, target, self.hparams.recon_reduction)
         se = (recon.float() - target.float()).square()
         return se.flatten(1).sum(1).mean() if self.hparams.recon_reduction == "sum" else se.mean()
 
@@ -409,7 +442,8 @@ class NeuralRendering(PoseEstimator):
         size = tuple(x_t.shape[-2:])
         posed = self.encode(x_t, K)
         rendered = self.render(posed, K, size)
-        recon = torch.sigmoid(self.generator(torch.cat([rendered.to(x_dt.dtype), x_dt], dim=1), rendered))
+        layers = self.reconstruct(rendered, x_dt)
+        recon = layers["recon"]
         loss_recon = self.reconstruction_loss(recon, x_t)
         loss_b = self.boundary_loss(posed["joints"], K, size)
         r_norm = (posed["rotvec"].square().sum(-1) + 1e-8).sqrt().sum(-1).mean()
@@ -424,6 +458,8 @@ class NeuralRendering(PoseEstimator):
             self._figure_batches["train"] = {"x_t": x_t[:n].detach(), "x_dt": x_dt[:n].detach(),
                                              "render": self.render_rgb(rendered[:n].detach()),
                                              "recon": recon[:n].detach()}  # fmt: skip
+            if "background" in layers:
+                self._figure_batches["train"]["background"] = layers["background"][:n].detach()
         return loss
 
     # -- evaluation ---------------------------------------------------------------------------------------
@@ -570,7 +606,8 @@ class NeuralRendering(PoseEstimator):
                                                     ("template", b["render"][:, :3] + (1 - b["render"][:, 3:4]))]),
             "train": ("train_reconstructions.png",
                       lambda b: [("x_t", b["x_t"]), ("template over x_t", over(b["x_t"], b["render"])),
-                                 ("x_dt", b["x_dt"]), ("reconstruction", b["recon"])]),
+                                 ("x_dt", b["x_dt"]), ("reconstruction", b["recon"])]
+                      + ([("background layer", b["background"])] if "background" in b else [])),
         }  # fmt: skip
         paths = []
         for stage, (name, rows_of) in layouts.items():
