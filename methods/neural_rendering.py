@@ -564,7 +564,9 @@ class NeuralRendering(PoseEstimator):
             self.plot_templates(step=int(self.global_step))
 
     def on_test_epoch_end(self) -> None:
-        """The base records the method and the baselines; the linear probe is recorded as its own method row."""
+        """The base records the method and the baselines; the linear probe is recorded as its own method row (with
+        its bootstrap interval and per-pose values, as the base gives every row)."""
+        per_pose = self.per_pose_results().get(self.probe_name, {}) if self.probe_name in self.evaluators else {}
         probe = self.evaluators.pop(self.probe_name) if self.probe_name in self.evaluators else None
         super().on_test_epoch_end()
         if probe is None:
@@ -583,7 +585,8 @@ class NeuralRendering(PoseEstimator):
             metric.reset()
         self.test_results[self.probe_name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol,
                                               "input": self.input_description(self.method_name),
-                                              "role": BASELINE_ROLES.get(self.probe_name, "method")}  # fmt: skip
+                                              "role": BASELINE_ROLES.get(self.probe_name, "method"),
+                                              **per_pose}  # fmt: skip
 
     # -- figures -------------------------------------------------------------------------------------------
     def plot_templates(self, step: int | None = None) -> list[Path]:

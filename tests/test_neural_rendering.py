@@ -213,6 +213,9 @@ def test_tiny_cli_fit_writes_both_protocols_failure_rates_and_the_template_figur
         assert all(math.isfinite(v) for v in rec["metrics"].values())
         assert 0 <= rec["metrics"]["lr_confusion"] <= 100 and 0 <= rec["metrics"]["limb_depth_sign"] <= 100
     assert "probe" in records["neuralrendering-linear"]["metric_protocol"]["p_mpjpe"]
+    for name in ("neuralrendering", "neuralrendering-linear"):  # both protocols get a bootstrap interval
+        low, high = records[name]["ci"]["p_mpjpe"]
+        assert low <= records[name]["metrics"]["p_mpjpe"] <= high
     log_dir = next((workdir / "runs").rglob("val_templates.png")).parent
     assert (log_dir / "train_reconstructions.png").is_file()
     metrics = (log_dir / "metrics.csv").read_text()
