@@ -257,6 +257,9 @@ class NeuralRendering(PoseEstimator):
         composite: null (the paper: the generator's output is the reconstruction), ``layered`` (its output is a
             foreground laid by the render's opacity over a background layer generated from x_dt alone) or ``x_dt``
             (over x_dt itself); a departure, see the module docstring.
+        appearance: how the generator sees x_dt: ``image`` (concatenated, the paper) or ``global`` (a vector pooled
+            from x_dt by three strided convs, ``appearance_dim`` numbers, broadcast over the image; a departure, see
+            the module docstring).
         perceptual_weights: L_recon as the 2D predecessor's L1 on VGG-19 features (``methods.nn.perceptual``): a
             torchvision VGG-19 state dict file, or ``random`` (random frozen features, a partial substitute);
             null: the paper's pixel l2.
@@ -292,6 +295,7 @@ class NeuralRendering(PoseEstimator):
                  parts_per_ray: int | None = None, depth_range: float | None = None, field: str = "analytic",
                  grid_size: int = 64,
                  condition: str = "rgb", gen_skips: bool = True, composite: str | None = None,
+                 appearance: str = "image", appearance_dim: int = 16,
                  perceptual_weights: str | None = None, perceptual_layers: int = 14,
                  recon_reduction: str = "sum", boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
@@ -306,6 +310,8 @@ class NeuralRendering(PoseEstimator):
             raise ValueError(f"NeuralRendering: condition must be 'rgb' or 'parts', got {condition!r}")
         if composite not in (None, "layered", "x_dt"):
             raise ValueError(f"NeuralRendering: composite must be null, 'layered' or 'x_dt', got {composite!r}")
+        if appearance not in ("image", "global"):
+            raise ValueError(f"NeuralRendering: appearance must be 'image' or 'global', got {appearance!r}")
         if recon_reduction not in ("sum", "mean"):
             raise ValueError(f"NeuralRendering: recon_reduction must be 'sum' or 'mean', got {recon_reduction!r}")
         if image_size % 2**gen_depth:
@@ -322,7 +328,13 @@ class NeuralRendering(PoseEstimator):
             self.head[-1].weight.mul_(1e-2)
             self.head[-1].bias.zero_()
         cond = (3 if condition == "rgb" else K) + 1  # the render's features and its opacity
-        self.generator = EncoderDecoder(cond + 3, 3, base=gen_base, depth=gen_depth, cond_channels=cond,
+        # appearance global: x_dt reaches the generator only as a pooled vector (it cannot copy x_dt's pixels)
+        self.appearance = (nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 32, 3, 2, 1),
+                                         nn.LeakyReLU(0.2), nn.Conv2d(32, appearance_dim, 3, 2, 1),
+                                         nn.AdaptiveAvgPool2d(1))
+                           if appearance == "global" else None)  # fmt: skip
+        app = 3 if appearance == "image" else appearance_dim
+        self.generator = EncoderDecoder(cond + app, 3, base=gen_base, depth=gen_depth, cond_channels=cond,
                                         max_channels=gen_max_channels, spade_hidden=spade_hidden,
                                         spade_mode="bilinear", skips=gen_skips)  # fmt: skip
         # the background layer of composite: layered reads x_dt alone: it cannot know where the template is
@@ -403,7 +415,8 @@ class NeuralRendering(PoseEstimator):
         output is a foreground layer (``foreground``) laid by the render's opacity A over a background layer
         (``background``): recon = A F + (1 - A) B, B = the template-blind background net of x_dt (``layered``) or
         x_dt itself (``x_dt``)."""
-        out = torch.sigmoid(self.generator(torch.cat([rendered.to(x_dt.dtype), x_dt], dim=1), rendered))
+        app = x_dt if self.appearance is None else self.appearance(x_dt).expand(-1, -1, *x_dt.shape[-2:])
+        out = torch.sigmoid(self.generator(torch.cat([rendered.to(x_dt.dtype), app], dim=1), rendered))
         if self.hparams.composite is None:
             return {"recon": out}
         bg = x_dt if self.background is None else torch.sigmoid(self.background(x_dt))

@@ -277,3 +277,20 @@ def test_perceptual_loss_reads_a_weights_file_and_fails_clearly_without_one(tmp_
     model.training_step({"image": torch.rand(2, 2, 3, 32, 32), "K": K}, 0).backward()
     assert all(p.grad is None for p in model.perceptual.parameters())
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.backbone.parameters())
+
+
+def test_global_appearance_reaches_the_generator_only_as_a_pooled_vector():
+    torch.manual_seed(0)
+    model = _tiny_model(condition="parts", composite="layered", appearance="global", appearance_dim=5).eval()
+    assert model.generator.in_channels == 17 + 5
+    rendered = torch.rand(2, 17, 32, 32)
+    x1, x2 = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert model.appearance(x1).shape == (2, 5, 1, 1)
+        f1, f2 = model.reconstruct(rendered, x1)["foreground"], model.reconstruct(rendered, x2)["foreground"]
+        assert not torch.allclose(f1, f2)  # x_dt matters ...
+        model.appearance[-2].weight.zero_()  # ... only through the vector: a constant vector cuts x_dt off
+        f1, f2 = model.reconstruct(rendered, x1)["foreground"], model.reconstruct(rendered, x2)["foreground"]
+        assert torch.equal(f1, f2)
+    with pytest.raises(ValueError, match="appearance"):
+        _tiny_model(appearance="pixels")
