@@ -91,6 +91,26 @@ Details the paper leaves open, and the choices made here:
   for every image (``val_templates.png``) while the reconstruction shows the person's raised arms that the template
   does not (``train_reconstructions.png``); test P-MPJPE 146.0 mm (anchors) and 148.6 (linear probe), left/right
   confusion 50.2%, limbs' depth sign wrong 54.6% (the colour-render run: 133.5, 146.0, 51.5%, 49.1%).
+* **Departures (options, measured): the layered composite and the global appearance.** ``composite: layered``
+  makes the generator's output a foreground layer F laid by the render's opacity A over a background layer B, an
+  encoder-decoder of x_dt alone (template-blind): recon = A F + (1 - A) B, so no limb can be painted where the
+  template has none (the failure of the runs above); ``composite: x_dt`` takes B = x_dt. The paper's conclusion names
+  separate fore- and background (its ref. 33) as the way forward. With x_dt concatenated (``appearance: image``),
+  F copies the background wherever the template over-covers, and 400 steps of the CPU run grew the template over
+  the whole crop (arms swept up over the head, val P-MPJPE 177.9 mm at step 400, run stopped;
+  ``docs/neural_rendering_layered_image_train_step400.png``). ``appearance: global`` gives F x_dt only as a pooled
+  vector (``appearance_dim`` numbers), so covering background costs error as missing the person does. In the
+  probes of the table above (40 descent steps, 2D bone-angle error in degrees, "limbs" = the 8 limb bones) neither
+  makes the descent geometric: from truth + noise the limbs go 14.8 -> 16.8 (layered) / 17.6 (global) with Adam
+  (base 15.1) and 14.8 -> 20.5 (global) with fixed-step gradient descent (base 19.8); from the rest pose 38.3 ->
+  36.8 / 37.4 with Adam (base 38.7), 38.3 -> 45.5 (global) by gradient descent (base 47.1). The MSE along the
+  straight path from the truth to either start rises monotonically (base 0.00355, 0.00382, 0.00430, 0.00470,
+  0.00500 to the noisy start): the truth is a minimum along the geometric path, but the gradient is dominated by
+  non-geometric directions of the fixed generator.
+* **Perceptual loss (option).** ``perceptual_weights`` replaces the pixel l2 by the 2D predecessor's L1 on VGG-19
+  features (:mod:`methods.nn.perceptual`): a local torchvision state-dict file (a missing file raises an error
+  naming the option; ImageNet weights cannot be downloaded offline), or ``random`` (frozen random features, a
+  partial substitute).
 * **Pair order.** Frame 0 of a pair is x_t (encoded and reconstructed), frame 1 is x_dt.
 * **Evaluation (protocol 1, by construction).** The template's 17 anchors *are* the joints: joint j is the
   transformed end point of the part of the bone ending at j, the pelvis the core's anchor t. The pose is
