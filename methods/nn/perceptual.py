@@ -26,7 +26,12 @@ def load_vgg19_features(weights: str, layers: int = 14, option: str = "perceptua
     ``torchvision.models.vgg19``, or ``N.weight`` of ``.features`` alone; only the first ``layers`` are read) or
     ``"random"`` (seeded by the caller's RNG). A missing file or a file without VGG-19 feature weights raises an error naming ``option``.
     """
-    vgg = torchvision.models.vgg19(weights=None).features
+    # VGG-19's feature layers alone (building the whole model would initialise its 120M-parameter classifier)
+    vgg = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["E"])
+    for m in vgg.modules():  # torchvision's VGG initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
     if not 1 <= layers <= len(vgg):
         raise ValueError(f"{option}: layers must be in 1..{len(vgg)}, got {layers}")
     features = vgg[:layers]
