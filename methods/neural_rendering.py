@@ -115,9 +115,9 @@ Details the paper leaves open, and the choices made here:
 * **Perceptual loss (option).** ``perceptual_weights`` replaces the pixel l2 by the 2D predecessor's L1 on VGG-19
   features (:mod:`methods.nn.perceptual`): a local torchvision state-dict file (a missing file raises an error
   naming the option; ImageNet weights cannot be downloaded offline), or ``random`` (frozen random features, a
-  partial substitute). Probed with random features (100 generator steps, 30 Adam descent steps): true vs rest pose
-  only 11% apart in the loss (pixel l2: 41%), and the descent turns the limbs away (14.8 -> 15.9 degrees from near
-  the truth, 38.3 -> 38.8 from the rest pose); not used in the configs.
+  partial substitute). Probed with random features (100 generator steps, 30 Adam descent steps): the true pose
+  scores only 11% below the rest pose (pixel l2: 41%), and the descent turns the limbs away (14.8 -> 15.9
+  degrees from near the truth, 38.3 -> 38.8 from the rest pose); not used in the configs.
 * **Pair order.** Frame 0 of a pair is x_t (encoded and reconstructed), frame 1 is x_dt.
 * **Evaluation (protocol 1, by construction).** The template's 17 anchors *are* the joints: joint j is the
   transformed end point of the part of the bone ending at j, the pelvis the core's anchor t. The pose is
