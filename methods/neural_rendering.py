@@ -91,6 +91,33 @@ Details the paper leaves open, and the choices made here:
   for every image (``val_templates.png``) while the reconstruction shows the person's raised arms that the template
   does not (``train_reconstructions.png``); test P-MPJPE 146.0 mm (anchors) and 148.6 (linear probe), left/right
   confusion 50.2%, limbs' depth sign wrong 54.6% (the colour-render run: 133.5, 146.0, 51.5%, 49.1%).
+* **Departures (options, measured): the layered composite and the global appearance.** ``composite: layered``
+  makes the generator's output a foreground layer F laid by the render's opacity A over a background layer B, an
+  encoder-decoder of x_dt alone (template-blind): recon = A F + (1 - A) B, so no limb can be painted where the
+  template has none (the failure of the runs above); ``composite: x_dt`` takes B = x_dt. The paper's conclusion names
+  separate fore- and background (its ref. 33) as the way forward. With x_dt concatenated (``appearance: image``),
+  F copies the background wherever the template over-covers, and 400 steps of the CPU run grew the template over
+  the whole crop (arms swept up over the head, val P-MPJPE 177.9 mm at step 400, run stopped;
+  ``docs/neural_rendering_layered_image_train_step400.png``). ``appearance: global`` gives F x_dt only as a pooled
+  vector (``appearance_dim`` numbers), so covering background costs error as missing the person does. In the
+  probes of the table above (40 descent steps, 2D bone-angle error in degrees, "limbs" = the 8 limb bones) neither
+  makes the descent geometric: from truth + noise the limbs go 14.8 -> 16.8 (layered) / 17.6 (global) with Adam
+  (base 15.1) and 14.8 -> 20.5 (global) with fixed-step gradient descent (base 19.8); from the rest pose 38.3 ->
+  36.8 / 37.4 with Adam (base 38.7), 38.3 -> 45.5 (global) by gradient descent (base 47.1). The MSE along the
+  straight path from the truth to either start rises monotonically (base 0.00355, 0.00382, 0.00430, 0.00470,
+  0.00500 to the noisy start): the truth is a minimum along the geometric path, but the gradient is dominated by
+  non-geometric directions of the fixed generator. The 19-minute CPU run with ``composite: layered`` and
+  ``appearance: global`` (the configs; 1,307 steps, best checkpoint step 800): reconstruction MSE 0.0098 -> 0.0054
+  (first/last logged batch), test P-MPJPE 137.7 mm [132.1, 143.7] (anchors) and 147.5 [143.1, 151.8] (linear
+  probe), left/right confusion 49.4%, limb depth sign wrong 47.7%; the template still takes one pose for every
+  image (predicted poses 43 mm from their mean over 128 test frames, true poses 220 mm; the background layer learns
+  to copy x_dt, person included, and the reconstruction leans on it).
+* **Perceptual loss (option).** ``perceptual_weights`` replaces the pixel l2 by the 2D predecessor's L1 on VGG-19
+  features (:mod:`methods.nn.perceptual`): a local torchvision state-dict file (a missing file raises an error
+  naming the option; ImageNet weights cannot be downloaded offline), or ``random`` (frozen random features, a
+  partial substitute). Probed with random features (100 generator steps, 30 Adam descent steps): the true pose
+  scores only 11% below the rest pose (pixel l2: 41%), and the descent turns the limbs away (14.8 -> 15.9
+  degrees from near the truth, 38.3 -> 38.8 from the rest pose); not used in the configs.
 * **Pair order.** Frame 0 of a pair is x_t (encoded and reconstructed), frame 1 is x_dt.
 * **Evaluation (protocol 1, by construction).** The template's 17 anchors *are* the joints: joint j is the
   transformed end point of the part of the bone ending at j, the pelvis the core's anchor t. The pose is
@@ -128,6 +155,7 @@ from .geometry import mean_root_distance, root_centre
 from .nn.backbones import check_image, make_backbone
 from .nn.encdec import EncoderDecoder
 from .nn.gaussian_render import render_gaussians, whitening
+from .nn.perceptual import PerceptualLoss
 
 #: (17, 3) template joints in metres, H36M_17 order, camera-like axes (x right = the person's left, y down,
 #: z away from the camera): standing, facing the camera, arms hanging down; every bone along an axis.
@@ -253,6 +281,16 @@ class NeuralRendering(PoseEstimator):
         condition: what the generator is conditioned on: ``rgb`` (the colour render, the paper) or ``parts`` (one
             channel per part, as the 2D predecessor's per-part template images; module docstring).
         spade_hidden: hidden channels of the generator's SPADE layers.
+        composite: null (the paper: the generator's output is the reconstruction), ``layered`` (its output is a
+            foreground laid by the render's opacity over a background layer generated from x_dt alone) or ``x_dt``
+            (over x_dt itself); a departure, see the module docstring.
+        appearance: how the generator sees x_dt: ``image`` (concatenated, the paper) or ``global`` (a vector pooled
+            from x_dt by three strided convs, ``appearance_dim`` numbers, broadcast over the image; a departure, see
+            the module docstring).
+        perceptual_weights: L_recon as the 2D predecessor's L1 on VGG-19 features (``methods.nn.perceptual``): a
+            torchvision VGG-19 state dict file, or ``random`` (random frozen features, a partial substitute);
+            null: the paper's pixel l2.
+        perceptual_layers: how many modules of VGG-19's ``features`` (14: up to relu3_2, as the predecessor).
         render_recompute: recompute each ray chunk in the backward pass (bounded memory; None: whenever
             gradients flow); False stores the intermediates (faster, memory grows with the image).
         colour_mode: how the parts' colour fields combine (``methods.nn.gaussian_render``): ``normalised``
@@ -283,7 +321,9 @@ class NeuralRendering(PoseEstimator):
                  render_recompute: bool | None = None, colour_mode: str = "normalised",
                  parts_per_ray: int | None = None, depth_range: float | None = None, field: str = "analytic",
                  grid_size: int = 64,
-                 condition: str = "rgb", gen_skips: bool = True,
+                 condition: str = "rgb", gen_skips: bool = True, composite: str | None = None,
+                 appearance: str = "image", appearance_dim: int = 16,
+                 perceptual_weights: str | None = None, perceptual_layers: int = 14,
                  recon_reduction: str = "sum", boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
                  **kwargs):  # fmt: skip
@@ -295,6 +335,10 @@ class NeuralRendering(PoseEstimator):
                              f"{probe_samples}")  # fmt: skip
         if condition not in ("rgb", "parts"):
             raise ValueError(f"NeuralRendering: condition must be 'rgb' or 'parts', got {condition!r}")
+        if composite not in (None, "layered", "x_dt"):
+            raise ValueError(f"NeuralRendering: composite must be null, 'layered' or 'x_dt', got {composite!r}")
+        if appearance not in ("image", "global"):
+            raise ValueError(f"NeuralRendering: appearance must be 'image' or 'global', got {appearance!r}")
         if recon_reduction not in ("sum", "mean"):
             raise ValueError(f"NeuralRendering: recon_reduction must be 'sum' or 'mean', got {recon_reduction!r}")
         if image_size % 2**gen_depth:
@@ -311,11 +355,24 @@ class NeuralRendering(PoseEstimator):
             self.head[-1].weight.mul_(1e-2)
             self.head[-1].bias.zero_()
         cond = (3 if condition == "rgb" else K) + 1  # the render's features and its opacity
-        self.generator = EncoderDecoder(cond + 3, 3, base=gen_base, depth=gen_depth, cond_channels=cond,
+        # appearance global: x_dt reaches the generator only as a pooled vector (it cannot copy x_dt's pixels)
+        self.appearance = (nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 32, 3, 2, 1),
+                                         nn.LeakyReLU(0.2), nn.Conv2d(32, appearance_dim, 3, 2, 1),
+                                         nn.AdaptiveAvgPool2d(1))
+                           if appearance == "global" else None)  # fmt: skip
+        app = 3 if appearance == "image" else appearance_dim
+        self.generator = EncoderDecoder(cond + app, 3, base=gen_base, depth=gen_depth, cond_channels=cond,
                                         max_channels=gen_max_channels, spade_hidden=spade_hidden,
                                         spade_mode="bilinear", skips=gen_skips)  # fmt: skip
+        # the background layer of composite: layered reads x_dt alone: it cannot know where the template is
+        self.background = (EncoderDecoder(3, 3, base=gen_base, depth=gen_depth, max_channels=gen_max_channels)
+                           if composite == "layered" else None)  # fmt: skip
         if channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
+            if self.background is not None:
+                self.background = self.background.to(memory_format=torch.channels_last)
+        self.perceptual = (PerceptualLoss(perceptual_weights, perceptual_layers, "model.init_args.perceptual_weights")
+                           if perceptual_weights else None)  # fmt: skip
         self.probe_name = f"{self.method_name}-linear"
         self._probe: dict[str, torch.Tensor] | None = None
         self._probe_data: dict[str, torch.Tensor] | None = None
@@ -380,9 +437,25 @@ class NeuralRendering(PoseEstimator):
         return self.encode(image, K)["joints"]
 
     # -- losses (Eq. 7-8) ----------------------------------------------------------------------------------
+    def reconstruct(self, rendered: torch.Tensor, x_dt: torch.Tensor) -> dict[str, torch.Tensor]:
+        """psi: the reconstruction of x_t from the render and x_dt (``recon``); with ``composite`` the generator's
+        output is a foreground layer (``foreground``) laid by the render's opacity A over a background layer
+        (``background``): recon = A F + (1 - A) B, B = the template-blind background net of x_dt (``layered``) or
+        x_dt itself (``x_dt``)."""
+        app = x_dt if self.appearance is None else self.appearance(x_dt).expand(-1, -1, *x_dt.shape[-2:])
+        out = torch.sigmoid(self.generator(torch.cat([rendered.to(x_dt.dtype), app], dim=1), rendered))
+        if self.hparams.composite is None:
+            return {"recon": out}
+        bg = x_dt if self.background is None else torch.sigmoid(self.background(x_dt))
+        alpha = rendered[:, -1:].to(out.dtype).clamp(0, 1)
+        return {"recon": alpha * out + (1 - alpha) * bg, "foreground": out, "background": bg}
+
     def reconstruction_loss(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """L_recon: squared pixel error, summed per image and averaged over the batch (or a plain mean; see
-        ``recon_reduction``)."""
+        ``recon_reduction``); with ``perceptual_weights`` the L1 distance of VGG-19 features instead (the 2D
+        predecessor's loss), reduced the same way."""
+        if self.perceptual is not None:
+            return self.perceptual(recon, target, self.hparams.recon_reduction)
         se = (recon.float() - target.float()).square()
         return se.flatten(1).sum(1).mean() if self.hparams.recon_reduction == "sum" else se.mean()
 
@@ -409,7 +482,8 @@ class NeuralRendering(PoseEstimator):
         size = tuple(x_t.shape[-2:])
         posed = self.encode(x_t, K)
         rendered = self.render(posed, K, size)
-        recon = torch.sigmoid(self.generator(torch.cat([rendered.to(x_dt.dtype), x_dt], dim=1), rendered))
+        layers = self.reconstruct(rendered, x_dt)
+        recon = layers["recon"]
         loss_recon = self.reconstruction_loss(recon, x_t)
         loss_b = self.boundary_loss(posed["joints"], K, size)
         r_norm = (posed["rotvec"].square().sum(-1) + 1e-8).sqrt().sum(-1).mean()
@@ -424,6 +498,8 @@ class NeuralRendering(PoseEstimator):
             self._figure_batches["train"] = {"x_t": x_t[:n].detach(), "x_dt": x_dt[:n].detach(),
                                              "render": self.render_rgb(rendered[:n].detach()),
                                              "recon": recon[:n].detach()}  # fmt: skip
+            if "background" in layers:
+                self._figure_batches["train"]["background"] = layers["background"][:n].detach()
         return loss
 
     # -- evaluation ---------------------------------------------------------------------------------------
@@ -528,7 +604,9 @@ class NeuralRendering(PoseEstimator):
             self.plot_templates(step=int(self.global_step))
 
     def on_test_epoch_end(self) -> None:
-        """The base records the method and the baselines; the linear probe is recorded as its own method row."""
+        """The base records the method and the baselines; the linear probe is recorded as its own method row (with
+        its bootstrap interval and per-pose values, as the base gives every row)."""
+        per_pose = self.per_pose_results().get(self.probe_name, {}) if self.probe_name in self.evaluators else {}
         probe = self.evaluators.pop(self.probe_name) if self.probe_name in self.evaluators else None
         super().on_test_epoch_end()
         if probe is None:
@@ -547,7 +625,8 @@ class NeuralRendering(PoseEstimator):
             metric.reset()
         self.test_results[self.probe_name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol,
                                               "input": self.input_description(self.method_name),
-                                              "role": BASELINE_ROLES.get(self.probe_name, "method")}  # fmt: skip
+                                              "role": BASELINE_ROLES.get(self.probe_name, "method"),
+                                              **per_pose}  # fmt: skip
 
     # -- figures -------------------------------------------------------------------------------------------
     def plot_templates(self, step: int | None = None) -> list[Path]:
@@ -570,7 +649,8 @@ class NeuralRendering(PoseEstimator):
                                                     ("template", b["render"][:, :3] + (1 - b["render"][:, 3:4]))]),
             "train": ("train_reconstructions.png",
                       lambda b: [("x_t", b["x_t"]), ("template over x_t", over(b["x_t"], b["render"])),
-                                 ("x_dt", b["x_dt"]), ("reconstruction", b["recon"])]),
+                                 ("x_dt", b["x_dt"]), ("reconstruction", b["recon"])]
+                      + ([("background layer", b["background"])] if "background" in b else [])),
         }  # fmt: skip
         paths = []
         for stage, (name, rows_of) in layouts.items():

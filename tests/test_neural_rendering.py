@@ -213,7 +213,84 @@ def test_tiny_cli_fit_writes_both_protocols_failure_rates_and_the_template_figur
         assert all(math.isfinite(v) for v in rec["metrics"].values())
         assert 0 <= rec["metrics"]["lr_confusion"] <= 100 and 0 <= rec["metrics"]["limb_depth_sign"] <= 100
     assert "probe" in records["neuralrendering-linear"]["metric_protocol"]["p_mpjpe"]
+    for name in ("neuralrendering", "neuralrendering-linear"):  # both protocols get a bootstrap interval
+        low, high = records[name]["ci"]["p_mpjpe"]
+        assert low <= records[name]["metrics"]["p_mpjpe"] <= high
     log_dir = next((workdir / "runs").rglob("val_templates.png")).parent
     assert (log_dir / "train_reconstructions.png").is_file()
     metrics = (log_dir / "metrics.csv").read_text()
     assert "train/loss_recon" in metrics and "val_neuralrendering-linear/p_mpjpe" in metrics
+
+
+def test_composite_lays_the_generator_output_by_the_render_opacity_over_the_background():
+    torch.manual_seed(0)
+    x_dt = torch.rand(2, 3, 32, 32)
+    rendered = torch.zeros(2, 17, 32, 32)
+    rendered[:, -1, :, :16] = 1.0  # opaque left half
+    rendered[:, -1, 5, 20] = 0.25
+    rendered[:, 0] = rendered[:, -1]  # one part fills the opacity
+    model = _tiny_model(condition="parts", composite="x_dt").eval()
+    with torch.no_grad():
+        out = model.reconstruct(rendered, x_dt)
+    F_, rec = out["foreground"], out["recon"]
+    clear = rendered[:, -1:].expand_as(x_dt) == 0
+    assert torch.equal(rec[clear], x_dt[clear])  # where the template is not, the background shows
+    assert torch.allclose(rec[..., :16], F_[..., :16])
+    assert torch.allclose(rec[:, :, 5, 20], 0.25 * F_[:, :, 5, 20] + 0.75 * x_dt[:, :, 5, 20])
+    # layered: the background layer is generated from x_dt alone (the render does not reach it)
+    layered = _tiny_model(condition="parts", composite="layered").eval()
+    r = rendered.clone().requires_grad_()
+    out = layered.reconstruct(r, x_dt)
+    assert layered.background is not None and out["background"].shape == x_dt.shape
+    (grad,) = torch.autograd.grad(out["background"].sum(), r, allow_unused=True)
+    assert grad is None or float(grad.abs().sum()) == 0.0
+    assert torch.allclose(out["recon"][clear], out["background"][clear])
+    assert _tiny_model().background is None and "foreground" not in _tiny_model().reconstruct(
+        torch.zeros(1, 4, 32, 32), torch.rand(1, 3, 32, 32))  # fmt: skip
+    with pytest.raises(ValueError, match="composite"):
+        _tiny_model(composite="alpha")
+
+
+def test_perceptual_loss_reads_a_weights_file_and_fails_clearly_without_one(tmp_path):
+    from methods.nn.perceptual import IMAGENET_STD, PerceptualLoss
+
+    with pytest.raises(FileNotFoundError, match="perceptual_weights.*not found"):
+        _tiny_model(perceptual_weights=str(tmp_path / "vgg19.pth"))
+    # conv1_1 with identity centre taps on channels 0-2, zero elsewhere: the feature error is |x - y| / std
+    w = torch.zeros(64, 3, 3, 3)
+    for c in range(3):
+        w[c, c, 1, 1] = 1.0
+    torch.save({"features.0.weight": w, "features.0.bias": torch.zeros(64), "classifier.0.weight": torch.zeros(1)},
+               tmp_path / "vgg19.pth")  # fmt: skip
+    loss = PerceptualLoss(str(tmp_path / "vgg19.pth"), layers=1)
+    x, y = torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    y[:, 1] = 0.5  # only the green channel differs
+    expected_sum = 16 * 0.5 / IMAGENET_STD[1]  # per image: 16 pixels of channel 1
+    assert float(loss(x, y, "sum")) == pytest.approx(expected_sum, rel=1e-5)
+    assert float(loss(x, y, "mean")) == pytest.approx(expected_sum / (64 * 16), rel=1e-5)
+    with pytest.raises(ValueError, match="not a VGG-19 state dict"):
+        PerceptualLoss(str(tmp_path / "vgg19.pth"), layers=3)  # conv1_2's weights are missing from the file
+    # random features: a model trains with them, and the frozen VGG gets no gradient
+    torch.manual_seed(0)
+    model = _tiny_model(perceptual_weights="random", perceptual_layers=4)
+    K = torch.tensor([[60.0, 0, 16], [0, 60.0, 16], [0, 0, 1]]).expand(2, 2, 3, 3)
+    model.training_step({"image": torch.rand(2, 2, 3, 32, 32), "K": K}, 0).backward()
+    assert all(p.grad is None for p in model.perceptual.parameters())
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.backbone.parameters())
+
+
+def test_global_appearance_reaches_the_generator_only_as_a_pooled_vector():
+    torch.manual_seed(0)
+    model = _tiny_model(condition="parts", composite="layered", appearance="global", appearance_dim=5).eval()
+    assert model.generator.in_channels == 17 + 5
+    rendered = torch.rand(2, 17, 32, 32)
+    x1, x2 = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert model.appearance(x1).shape == (2, 5, 1, 1)
+        f1, f2 = model.reconstruct(rendered, x1)["foreground"], model.reconstruct(rendered, x2)["foreground"]
+        assert not torch.allclose(f1, f2)  # x_dt matters ...
+        model.appearance[-2].weight.zero_()  # ... only through the vector: a constant vector cuts x_dt off
+        f1, f2 = model.reconstruct(rendered, x1)["foreground"], model.reconstruct(rendered, x2)["foreground"]
+        assert torch.equal(f1, f2)
+    with pytest.raises(ValueError, match="appearance"):
+        _tiny_model(appearance="pixels")
