@@ -150,7 +150,7 @@ from datamodules.cameras import project
 from datamodules.skeleton import H36M_17
 from metrics.failure_modes import LeftRightConfusion, LimbDepthSign
 
-from .base import BASELINE_ROLES, PoseEstimator
+from .base import PoseEstimator
 from .geometry import mean_root_distance, root_centre
 from .nn.backbones import check_image, make_backbone
 from .nn.encdec import EncoderDecoder
@@ -603,30 +603,18 @@ class NeuralRendering(PoseEstimator):
         if not self.trainer.sanity_checking:
             self.plot_templates(step=int(self.global_step))
 
-    def on_test_epoch_end(self) -> None:
-        """The base records the method and the baselines; the linear probe is recorded as its own method row (with
-        its bootstrap interval and per-pose values, as the base gives every row)."""
-        per_pose = self.per_pose_results().get(self.probe_name, {}) if self.probe_name in self.evaluators else {}
-        probe = self.evaluators.pop(self.probe_name) if self.probe_name in self.evaluators else None
-        super().on_test_epoch_end()
-        if probe is None:
-            return
-        self.evaluators[self.probe_name] = probe
-        overall, per_action, protocol = {}, {}, {}
-        for key, metric in probe.items():
-            value = metric.compute()
-            overall[key] = float(value)
-            protocol[key] = {**metric.protocol, "scale": "n/a",
-                             "probe": f"ridge from 33 template points on {self.hparams.probe_samples} train frames"}  # fmt: skip
-            self.log(f"test_{self.probe_name}/{key}", value, sync_dist=True)
-            if self.action_names:
-                for action, v in zip(self.action_names, metric.compute_groups().tolist()):
-                    per_action.setdefault(action, {})[key] = v
-            metric.reset()
-        self.test_results[self.probe_name] = {"metrics": overall, "per_action": per_action, "metric_protocol": protocol,
-                                              "input": self.input_description(self.method_name),
-                                              "role": BASELINE_ROLES.get(self.probe_name, "method"),
-                                              **per_pose}  # fmt: skip
+    # the linear probe is recorded as its own method row: the image is its input, its protocol names the probe
+    def result_protocol(self, name: str, key: str, metric) -> dict:
+        if name != self.probe_name:
+            return super().result_protocol(name, key, metric)
+        probe = f"ridge from 33 template points on {self.hparams.probe_samples} train frames"
+        return {**metric.protocol, "scale": "n/a", "probe": probe}
+
+    def result_role(self, name: str) -> str:
+        return "method" if name == self.probe_name else super().result_role(name)
+
+    def input_description(self, name: str, data_protocol: dict | None = None) -> str:
+        return super().input_description(self.method_name if name == self.probe_name else name, data_protocol)
 
     # -- figures -------------------------------------------------------------------------------------------
     def plot_templates(self, step: int | None = None) -> list[Path]:
