@@ -15,8 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .backbones import IMAGENET_MEAN, IMAGENET_STD
 
 
 def load_vgg19_features(weights: str, layers: int = 14, option: str = "perceptual_weights") -> nn.Sequential:
