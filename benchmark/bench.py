@@ -50,19 +50,27 @@ def bench_metrics(num_poses: int = 1_000_000, chunk: int = 100_000) -> dict[str,
     }
 
 
-class _StepTimer(L.Callback):
-    """Samples per second over every training batch after the first ``warmup`` (across epochs)."""
+class BatchTimer(L.Callback):
+    """Items per second over the training batches after the first ``warmup`` (across epochs); ``count(batch)`` says
+    how many items a batch holds (default: samples, the leading dimension of ``joints_3d``)."""
 
-    def __init__(self, warmup: int):
-        self.warmup, self.batches, self.samples, self.start, self.elapsed = warmup, 0, 0, None, 0.0
+    def __init__(self, warmup: int, count=lambda batch: batch["joints_3d"].shape[0]):
+        self.warmup, self.count = warmup, count
+        self.batches, self.items, self.start, self.elapsed = 0, 0, None, 0.0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         self.batches += 1
         if self.batches == self.warmup:
             self.start = time.perf_counter()
         elif self.start is not None:
-            self.samples += batch["joints_3d"].shape[0]
+            self.items += self.count(batch)
             self.elapsed = time.perf_counter() - self.start
+
+    @property
+    def rate(self) -> float:
+        if self.elapsed <= 0:
+            raise RuntimeError(f"BatchTimer: no batch timed after the {self.warmup} warm-up batches")
+        return self.items / self.elapsed
 
 
 def bench_svmac(steps: int = 300, width: int = 256, batch_size: int = 256) -> dict[str, float]:
@@ -71,15 +79,12 @@ def bench_svmac(steps: int = 300, width: int = 256, batch_size: int = 256) -> di
 
     dm = SyntheticPoses(batch_size=batch_size, views_per_pose=1)
     model = SVMAC(width=width, lr=2e-4, critic_lr=1e-3, critic_steps=3, eval_baselines=False, pss_k=())
-    timer = _StepTimer(warmup=20)
+    timer = BatchTimer(warmup=20)
     trainer = L.Trainer(max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
                         num_sanity_val_steps=0)  # fmt: skip
     trainer.fit(model, datamodule=dm)
-    return {
-        f"SVMAC train samples/s (width {width}, batch {batch_size}, 3 critic steps/gen step)": timer.samples
-        / timer.elapsed
-    }
+    return {f"SVMAC train samples/s (width {width}, batch {batch_size}, 3 critic steps/gen step)": timer.rate}
 
 
 def bench_supervised(
@@ -114,7 +119,7 @@ def bench_supervised(
 
     step_time = best_time(lambda: [step() for _ in range(10)], repeats=2) / 10
 
-    timer = _StepTimer(warmup=5)
+    timer = BatchTimer(warmup=5)
     trainer = L.Trainer(max_steps=batches + 5, limit_val_batches=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
                         num_sanity_val_steps=0)  # fmt: skip
@@ -125,7 +130,7 @@ def bench_supervised(
     return {
         f"{what}: training loader images/s ({workers} worker)": loader_rate,
         f"{what}: training step images/s (batch in memory)": batch_size / step_time,
-        f"{what}: Lightning loop images/s (loader + step)": timer.samples / timer.elapsed,
+        f"{what}: Lightning loop images/s (loader + step)": timer.rate,
     }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import lightning as L
@@ -21,6 +20,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from benchmark.bench import BatchTimer
 from benchmark.config import instantiate, merge, read_config
 
 CPU = ["configs/cpu_images.yaml"]
@@ -35,25 +35,9 @@ STACKS = {
 }  # fmt: skip
 
 
-class ImageTimer(L.Callback):
-    """Images per second over the training batches after the first ``warmup`` (an image is one (3, H, W) frame)."""
-
-    def __init__(self, warmup: int):
-        self.warmup, self.batches, self.images, self.start, self.elapsed = warmup, 0, 0, None, 0.0
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.batches += 1
-        if self.batches == self.warmup:
-            self.start = time.perf_counter()
-        elif self.start is not None:
-            self.images += batch["image"].shape[:-3].numel()
-            self.elapsed = time.perf_counter() - self.start
-
-    @property
-    def rate(self) -> float:
-        if self.elapsed <= 0:
-            raise RuntimeError(f"ImageTimer: no batch timed after the {self.warmup} warm-up batches")
-        return self.images / self.elapsed
+def images(batch: dict) -> int:
+    """Frames in a batch: single images (B, 3, H, W), pairs or clips (B, T, 3, H, W), views (B, V, 3, H, W)."""
+    return batch["image"].shape[:-3].numel()
 
 
 def build(name: str, workdir: Path) -> tuple[L.LightningModule, L.LightningDataModule]:
@@ -69,7 +53,7 @@ def build(name: str, workdir: Path) -> tuple[L.LightningModule, L.LightningDataM
 
 def train_rate(name: str, steps: int, warmup: int, workdir: Path) -> float:
     model, dm = build(name, workdir)
-    timer = ImageTimer(warmup)
+    timer = BatchTimer(warmup, images)
     trainer = L.Trainer(max_steps=steps + warmup, limit_val_batches=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
                         num_sanity_val_steps=0, default_root_dir=workdir)  # fmt: skip

@@ -221,13 +221,14 @@ def _write(path, text):
 
 
 def test_bench_methods_stacks_exist_and_the_timer_counts_images():
-    from benchmark.bench_methods import STACKS, ImageTimer
+    from benchmark.bench import BatchTimer
+    from benchmark.bench_methods import STACKS, images
 
     root = Path(__file__).resolve().parents[1]
     assert all((root / p).is_file() for stack in STACKS.values() for p in stack)
-    timer = ImageTimer(warmup=1)
+    timer = BatchTimer(warmup=1, count=images)
     for image in (torch.zeros(4, 3, 8, 8), torch.zeros(2, 2, 3, 8, 8), torch.zeros(5, 3, 8, 8)):
         timer.on_train_batch_end(None, None, None, {"image": image}, 0)
-    assert timer.images == 2 * 2 + 5  # the warm-up batch is not counted; a pair counts two images
+    assert timer.items == 2 * 2 + 5  # the warm-up batch is not counted; a pair counts two images
     with pytest.raises(RuntimeError, match="warm-up"):
-        _ = ImageTimer(warmup=3).rate
+        _ = BatchTimer(warmup=3).rate
