@@ -43,9 +43,8 @@ def images(batch: dict) -> int:
 def build(name: str, workdir: Path) -> tuple[L.LightningModule, L.LightningDataModule]:
     cfg = read_config(STACKS[name])
     if name == "motion_capture_adapt":
-        export = workdir / "pretrained.pt"
         pretrain = instantiate(read_config(STACKS["motion_capture"]), "model", L.LightningModule)
-        torch.save({"net": pretrain.net.state_dict(), "hparams": dict(pretrain.hparams)}, export)
+        export = pretrain.export(workdir / "pretrained.pt")
         cfg = merge(cfg, {"model": {"init_args": {"pretrained_checkpoint": str(export)}}})
     model = instantiate(cfg, "model", L.LightningModule, str(STACKS[name]))
     return model, instantiate(cfg, "data", L.LightningDataModule, str(STACKS[name]))

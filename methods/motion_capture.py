@@ -621,8 +621,13 @@ class MotionCapture(PoseEstimator):
     def on_fit_end(self) -> None:
         path = self.hparams.export_path
         if self.hparams.stage == "pretrain" and path and self.trainer.is_global_zero:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"net": self.net.state_dict(), "hparams": dict(self.hparams)}, path)
+            self.export(path)
+
+    def export(self, path: str | Path) -> Path:
+        """Write the network as adaptation's ``pretrained_checkpoint`` reads it (:func:`load_network`)."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"net": self.net.state_dict(), "hparams": dict(self.hparams)}, path)
+        return Path(path)
 
     def configure_optimizers(self):
         params = list(self.net.parameters())
