@@ -19,7 +19,7 @@ from torch.utils.data import DistributedSampler
 
 from datamodules.contract import check_keys
 from datamodules.skeleton import H36M_17, Skeleton
-from metrics import AUC, MPJPE, NMPJPE, PCK, PMPJPE, PSS, centroids_for
+from metrics import AUC, MPJPE, NMPJPE, PCK, PMPJPE, PSS, centroids_for, medoid_pose
 from metrics import uncertainty as U
 
 from .geometry import mean_root_distance, normalise_2d, root_centre
@@ -27,9 +27,10 @@ from .geometry import mean_root_distance, normalise_2d, root_centre
 #: Keys every evaluation needs besides what a method needs for prediction.
 EVAL_KEYS = ("joints_3d", "action")
 #: the trivial baselines: their role in a table (the mean training pose is the floor of every table) and the
-#: batch keys they read at test time (their leaderboard input)
-BASELINE_ROLES = {"baseline-mean-pose": "floor", "baseline-zero-depth": "baseline"}
-BASELINE_INPUTS = {"baseline-mean-pose": (), "baseline-zero-depth": ("joints_2d",)}
+#: batch keys they read at test time (their leaderboard input). The medoid pose is the best constant prediction under
+#: P-MPJPE: a method that does not beat it has not learnt a pose that follows its input.
+BASELINE_ROLES = {"baseline-mean-pose": "floor", "baseline-medoid-pose": "baseline", "baseline-zero-depth": "baseline"}
+BASELINE_INPUTS = {"baseline-mean-pose": (), "baseline-medoid-pose": (), "baseline-zero-depth": ("joints_2d",)}
 BASELINES = tuple(BASELINE_ROLES)
 
 
@@ -161,6 +162,7 @@ class PoseEstimator(L.LightningModule):
         """Statistics of the training poses (mean pose, scale, PSS clusters) and the metric objects."""
         train = root_centre(dm.train_poses_3d().float(), self.skeleton.root)
         self.mean_pose = train.mean(dim=0)
+        self.medoid_pose = medoid_pose(train)
         self.pose_scale_mm = float(mean_root_distance(train, self.skeleton.root).mean())
         data_name = f"{dm.name}-{data_fingerprint(train)}"
         self.centroids = {
@@ -181,9 +183,10 @@ class PoseEstimator(L.LightningModule):
 
     # -- evaluation ---------------------------------------------------------------------------------
     def baseline_pose(self, name: str, batch: dict) -> torch.Tensor:
-        """The trivial baselines: the mean training pose, and the input 2D pose with zero relative depth."""
-        if name == "baseline-mean-pose":
-            return self.mean_pose.to(batch["joints_3d"]).expand_as(batch["joints_3d"])
+        """The trivial baselines: the mean and the medoid training pose, and the input 2D pose with zero depth."""
+        if name in ("baseline-mean-pose", "baseline-medoid-pose"):
+            pose = self.mean_pose if name == "baseline-mean-pose" else self.medoid_pose
+            return pose.to(batch["joints_3d"]).expand_as(batch["joints_3d"])
         flat = normalise_2d(batch["joints_2d"].float(), 1.0, self.skeleton.root) * self.pose_scale_mm
         return torch.cat([flat, torch.zeros_like(flat[..., :1])], dim=-1)
 

@@ -18,7 +18,7 @@ from tiny import tiny_args
 from torch.utils.data import DataLoader, DistributedSampler
 
 from benchmark.__main__ import main
-from methods.base import unpadded_share
+from methods.base import BASELINES, unpadded_share
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = tiny_args(actions=("walk", "wave", "run"), frames=41, eval_batch_size=50, epochs=1)
@@ -61,9 +61,6 @@ def test_ddp_fit_and_test_equal_one_process(workdir):
         for key in ("pss4", "pss8"):
             matches = ddp[method]["metrics"][key] * TEST_POSES
             assert matches == pytest.approx(round(matches), abs=1e-3), (method, key, matches)
-
-
-BASELINES = ("baseline-mean-pose", "baseline-zero-depth")
 
 
 @pytest.mark.parametrize(("n", "world", "expected"), [(123, 2, [None, 61]), (124, 2, [None, None]), (10, 4, [None, None, 2, 2]), (2, 4, [None, None, 0, 0])])  # fmt: skip

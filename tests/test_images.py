@@ -16,6 +16,7 @@ from benchmark.__main__ import main
 from benchmark.leaderboard import fmt_budget, gap_closed, group_tables, to_markdown
 from datamodules.motion.synthetic import SyntheticPoses
 from datamodules.render.humans import SyntheticHumans
+from methods.base import BASELINES
 from methods.nn.backbones import BackboneError, check_image, make_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ def test_supervised_fits_in_bf16_and_writes_a_ceiling_record(workdir):
     records = {
         json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (workdir / "results").rglob("*.json")
     }
-    assert set(records) == {"supervised", "baseline-mean-pose", "baseline-zero-depth"}
+    assert set(records) == {"supervised", *BASELINES}
     sup = records["supervised"]
     assert sup["input"] == "image rgb32x32" and sup["role"] == "ceiling"
     assert records["baseline-mean-pose"]["role"] == "floor" and records["baseline-mean-pose"]["input"] == "none"

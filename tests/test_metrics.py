@@ -417,3 +417,20 @@ def test_package_exports_the_functions_not_submodules():
     from metrics import functional
 
     assert metrics.pss is functional.pss and callable(metrics.pss)
+
+
+def test_medoid_pose_is_the_best_constant_under_p_mpjpe():
+    g = torch.Generator().manual_seed(3)
+    a, b, c = torch.randn(3, 17, 3, generator=g, dtype=torch.float64) * 200
+    rot = torch.from_numpy(Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix())
+    # three similarity copies of a (P-MPJPE 0 among them) and two other poses: a copy of a is the medoid
+    poses = torch.stack([b, a, 2.0 * a @ rot.T + 50.0, 0.5 * a @ rot + torch.tensor([1.0, -3.0, 9.0]), c])
+    best = F.medoid_pose(poses)
+    assert any(torch.equal(best, poses[i]) for i in (1, 2, 3))
+    costs = torch.stack([F.p_mpjpe(p.expand_as(poses), poses).mean() for p in poses])
+    assert F.p_mpjpe(best.expand_as(poses), poses).mean() == pytest.approx(costs.min().item(), rel=1e-9)
+    assert costs[[0, 4]].min() > costs.min() + 1.0
+    # only the evenly spaced candidates compete: with 2 of 5 poses, b (index 0) or c (index 4)
+    assert torch.equal(F.medoid_pose(poses, candidates=2), poses[0 if costs[0] < costs[4] else 4])
+    with pytest.raises(ValueError, match="medoid_pose"):
+        F.medoid_pose(torch.zeros(0, 17, 3))

@@ -12,6 +12,7 @@ from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 
 from benchmark.__main__ import main
 from datamodules.skeleton import H36M_17
+from methods.base import BASELINES
 from methods.neural_rendering import TEMPLATE_JOINTS, GaussianTemplate, NeuralRendering, part_tree
 from metrics.failure_modes import LeftRightConfusion, LimbDepthSign
 
@@ -205,7 +206,7 @@ def test_tiny_cli_fit_writes_both_protocols_failure_rates_and_the_template_figur
     records = {
         json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (workdir / "results").rglob("*.json")
     }
-    assert set(records) == {"neuralrendering", "neuralrendering-linear", "baseline-mean-pose", "baseline-zero-depth"}
+    assert set(records) == {"neuralrendering", "neuralrendering-linear", *BASELINES}
     for name in ("neuralrendering", "neuralrendering-linear"):
         rec = records[name]
         assert rec["role"] == "method" and rec["input"] == "image rgb32x32"

@@ -11,6 +11,7 @@ from tiny import tiny_args
 
 from benchmark.__main__ import main
 from benchmark.suite import SuiteError, load_suite, run_suite
+from methods.base import BASELINES
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [*tiny_args(epochs=1, config=False), "--run.threads", "1"]
@@ -91,7 +92,7 @@ def test_suite_runs_isolates_a_crash_skips_done_runs_and_resumes_the_crashed_one
     assert runs["ok@h36m"].status.startswith("skipped: dataset not configured")
     assert "simulated crash" in capsys.readouterr().out  # the tail of the failed run's log
     records = {json.loads(p.read_text())["method"] for p in (workdir / "res" / "synthetic").glob("*.json")}
-    assert records == {"ok", "baseline-mean-pose", "baseline-zero-depth"}
+    assert records == {"ok", *BASELINES}
     assert (workdir / "leaderboard.html").is_file() and "ok" in (workdir / "LEADERBOARD.md").read_text()
     assert (workdir / "logs" / "suite-logs" / "crash@synthetic.log").is_file()
     # the crash wrote last.ckpt; the attempt marker says it did not finish

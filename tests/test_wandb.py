@@ -9,6 +9,7 @@ from tiny import tiny_args
 
 from benchmark.__main__ import main
 from benchmark.cli import RunOptions, wandb_identity
+from methods.base import BASELINES
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = tiny_args(wandb=None)
@@ -82,7 +83,7 @@ def test_offline_run_has_identity_summary_leaderboard_table_and_images(workdir):
     table = json.loads(next((run_dir / "files" / "media" / "table").glob("leaderboard_[0-9]*.table.json")).read_text())
     assert table["columns"][:5] == ["method", "input", "role", "training", "MPJPE [root, 17j, scale=train-mean]"]
     assert {row[1] for row in table["data"]} == {"none", "2D gt"} and table["columns"][-1] == "floor_to_ceiling"
-    assert sorted(row[0] for row in table["data"]) == ["baseline-mean-pose", "baseline-zero-depth", "svmac"]
+    assert sorted(row[0] for row in table["data"]) == sorted(["svmac", *BASELINES])
     assert len(list((run_dir / "files" / "media" / "images" / "val").glob("predictions_*.png"))) == 2  # 2 epochs
 
 
