@@ -122,16 +122,22 @@ def gap_closed(rows: list[dict], metrics: list[str], metric: str = "p_mpjpe") ->
 
 
 def fmt_budget(budget: dict | None) -> str:
-    """'7.0 min, 2.9k steps, cpu' — the training a row got; '—' for baselines."""
+    """'7.0 min, 2.9k steps, cpu' — the training a row got; '—' for baselines; a row that started from another
+    run's training: '12.0 min, 3.5k steps pretraining, then 3.0 min, 901 steps, cpu'."""
     if not budget:
         return "—"
-    t = budget.get("train_time_s")
-    when = "? min" if t is None else f"{t / 60:.1f} min" if t < 5400 else f"{t / 3600:.1f} h"
-    steps = budget.get("steps", 0)
-    count = f"{steps / 1000:.1f}k" if steps >= 1000 else str(steps)
     n = budget.get("devices", 1)
     device = f"{n}x {budget.get('device', '?')}" if n > 1 else str(budget.get("device", "?"))
-    return f"{when}, {count} steps, {device}"
+    first = f"{_time_steps(budget['pretraining'])} pretraining, then " if budget.get("pretraining") else ""
+    return f"{first}{_time_steps(budget)}, {device}"
+
+
+def _time_steps(budget: dict) -> str:
+    t = budget.get("train_time_s")
+    when = "? min" if t is None else f"{t / 60:.1f} min" if t < 5400 else f"{t / 3600:.1f} h"
+    steps = budget.get("steps") or 0
+    count = f"{steps / 1000:.1f}k" if steps >= 1000 else str(steps)
+    return f"{when}, {count} steps"
 
 
 def fmt_closed(value: float | None) -> str:

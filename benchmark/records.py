@@ -150,6 +150,9 @@ def make_records(
 ) -> list[dict]:
     """One record per evaluated estimator (the method and its baselines) from ``module.test_results``.
 
+    A result's ``budget`` entries replace the run's (e.g. a pretrained network tested beside its adaptation carries
+    the pretraining's time and steps); ``budget["pretraining"]`` names the training a row started from.
+
     ``method_name`` renames the method's record (e.g. an ablation run ``--run.name svmac-nodisc``); the
     baselines keep their names. ``log_dir`` defaults to ``trainer.log_dir`` (a collective call under DDP:
     pass it when calling from one process only).
@@ -187,7 +190,7 @@ def make_records(
             "protocol_id": protocol_id(protocol), "input": result.get("input", "unknown"),
             "role": result.get("role", "baseline" if baseline else "method"), "metrics": result["metrics"],
             "metric_protocol": result["metric_protocol"], "per_action": result["per_action"],
-            "baseline": baseline, "budget": None if baseline else spent, "run": run,
+            "baseline": baseline, "budget": None if baseline else {**spent, **result.get("budget", {})}, "run": run,
         }  # fmt: skip
         if "ci" in result:
             rec.update(ci=result["ci"], uncertainty=result["uncertainty"])

@@ -547,6 +547,8 @@ class MotionCapture(PoseEstimator):
     def setup(self, stage: str) -> None:
         """Adaptation starts from ``pretrained_checkpoint`` (a resumed fit then restores its own weights over it)."""
         self._testing = stage == "test"
+        if self.hparams.stage == "adapt":
+            self.pretraining = pretraining_budget(self.hparams.pretrained_checkpoint)
         if stage == "fit" and self.hparams.stage == "adapt":
             state = load_network(self.hparams.pretrained_checkpoint)
             self.net.load_state_dict(state)
@@ -615,18 +617,27 @@ class MotionCapture(PoseEstimator):
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
+        # the records' training budget: the pretrained row's is the pretraining's, the adapted row's names it too
+        if getattr(self, "pretraining", None):
+            if self.pretrained_name in self.test_results:
+                self.test_results[self.pretrained_name]["budget"] = dict(self.pretraining)
+            self.test_results[self.method_name]["budget"] = {"pretraining": dict(self.pretraining)}
         if getattr(self, "_fits", None) and self.trainer is not None and self.trainer.is_global_zero:
             plot_fits(self._fits, Path(self.trainer.log_dir or ".") / "test_fits.png")
 
     def on_fit_end(self) -> None:
         path = self.hparams.export_path
         if self.hparams.stage == "pretrain" and path and self.trainer.is_global_zero:
-            self.export(path)
+            # the training time is kept by the results callback (benchmark.results.ResultsWriter), if there is one
+            timers = [cb.train_time_s for cb in self.trainer.callbacks if hasattr(cb, "train_time_s")]
+            self.export(path, {"train_time_s": timers[0] if timers else None, "steps": self.trainer.global_step,
+                               "epochs": self.trainer.current_epoch})  # fmt: skip
 
-    def export(self, path: str | Path) -> Path:
-        """Write the network as adaptation's ``pretrained_checkpoint`` reads it (:func:`load_network`)."""
+    def export(self, path: str | Path, budget: dict | None = None) -> Path:
+        """Write the network as adaptation's ``pretrained_checkpoint`` reads it (:func:`load_network`), with the
+        pretraining's budget (time, steps, epochs) for the adaptation's records (:func:`pretraining_budget`)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"net": self.net.state_dict(), "hparams": dict(self.hparams)}, path)
+        torch.save({"net": self.net.state_dict(), "hparams": dict(self.hparams), "budget": budget}, path)
         return Path(path)
 
     def configure_optimizers(self):
@@ -660,6 +671,19 @@ def plot_fits(fits: dict, path: Path) -> Path:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def pretraining_budget(path: str) -> dict | None:
+    """The pretraining's time, steps and epochs from its export or its Lightning ``.ckpt`` (None where unknown)."""
+    file = Path(path)
+    if not file.is_file():
+        return None
+    state = torch.load(file, map_location="cpu", weights_only=False)
+    if "net" in state:
+        return state.get("budget")
+    timers = [v["train_time_s"] for k, v in state.get("callbacks", {}).items() if "ResultsWriter" in k]
+    return {"train_time_s": timers[0] if timers else None, "steps": state.get("global_step"),
+            "epochs": state.get("epoch")}  # fmt: skip
 
 
 def load_network(path: str) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ import scipy.sparse
 import torch
 from tiny import tiny_humans_args
 
+from benchmark.leaderboard import fmt_budget
 from datamodules.render.bodies import PRIM_NAMES
 from datamodules.skeleton import H36M_17
 from methods.body_model import SMPL_TO_BODY, SMPL_TO_H36M, BuiltinBody, SMPLBody, ellipsoid_visibility
@@ -28,6 +29,7 @@ from methods.motion_capture import (
     euler_rotation,
     keypoint_loss,
     motion_loss,
+    pretraining_budget,
     project,
 )
 
@@ -289,6 +291,13 @@ def test_tiny_pretrain_then_adapt_through_the_cli(tmp_path):
     assert records["motioncapture-pretrained"]["input"] == "image rgb32x32 (source 3D labels)"
     assert {"t_mpjpe", "surface", "mpjpe"} <= set(rec["metrics"])
     assert records["motioncapture-direct-kpt-seg-motion"]["input"] == "image rgb32x32 + 2D gt + mask gt + flow dis"
+    # the pretrained row carries the pretraining's budget (2 steps, timed), the adapted row names it
+    pretraining = records["motioncapture-pretrained"]["budget"]
+    assert pretraining["steps"] == 2 and pretraining["train_time_s"] > 0 and pretraining["device"] == "cpu"
+    assert rec["budget"]["pretraining"] == {k: pretraining[k] for k in ("train_time_s", "steps", "epochs")}
+    assert fmt_budget(rec["budget"]).endswith(
+        f"steps pretraining, then {fmt_budget(rec['budget'] | {'pretraining': None})}"
+    )
 
 
 def test_the_bodys_projected_motion_matches_the_renderers_flow():
@@ -337,3 +346,14 @@ def test_the_table_stack_tests_on_the_image_tables_split():
     assert table.mode == "clip" and table.clip_length == 2  # the motion loss still gets frame pairs in training
     cfg = read_config(stack)
     assert cfg["trainer"]["limit_test_batches"] == 1.0 and cfg["model"]["init_args"]["direct_steps"] == 0
+
+
+def test_pretraining_budget_reads_an_export_or_a_lightning_checkpoint(tmp_path):
+    torch.save(
+        {"global_step": 7, "epoch": 1, "callbacks": {"ResultsWriter": {"train_time_s": 12.5}}}, tmp_path / "a.ckpt"
+    )
+    assert pretraining_budget(str(tmp_path / "a.ckpt")) == {"train_time_s": 12.5, "steps": 7, "epochs": 1}
+    torch.save({"net": {}, "budget": {"train_time_s": 3.0, "steps": 2, "epochs": 0}}, tmp_path / "b.pt")
+    assert pretraining_budget(str(tmp_path / "b.pt")) == {"train_time_s": 3.0, "steps": 2, "epochs": 0}
+    torch.save({"net": {}}, tmp_path / "old.pt")  # an export from before budgets were kept
+    assert pretraining_budget(str(tmp_path / "old.pt")) is None and pretraining_budget(str(tmp_path / "no.pt")) is None
