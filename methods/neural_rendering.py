@@ -180,6 +180,8 @@ TEMPLATE_SIGMA = torch.tensor([
     [0.07, 0.05, 0.06], [0.045, 0.1, 0.045], [0.04, 0.09, 0.04],       # left clavicle, upper arm, forearm
     [0.07, 0.05, 0.06], [0.045, 0.1, 0.045], [0.04, 0.09, 0.04],       # right clavicle, upper arm, forearm
 ])  # fmt: skip
+#: what the generator's output is laid over by the render's opacity (null: nothing, the paper; module docstring)
+COMPOSITES = ("layered", "x_dt", "background")
 #: the core part (the bone ending at Spine: the abdomen), transformed first
 CORE = H36M_17.index("Spine")
 
@@ -282,8 +284,9 @@ class NeuralRendering(PoseEstimator):
             channel per part, as the 2D predecessor's per-part template images; module docstring).
         spade_hidden: hidden channels of the generator's SPADE layers.
         composite: null (the paper: the generator's output is the reconstruction), ``layered`` (its output is a
-            foreground laid by the render's opacity over a background layer generated from x_dt alone) or ``x_dt``
-            (over x_dt itself); a departure, see the module docstring.
+            foreground laid by the render's opacity over a background layer generated from x_dt alone), ``x_dt``
+            (over x_dt itself) or ``background`` (over the batch's ``background``, the video's background estimate
+            of ``datamodules.SyntheticHumanPairs``); a departure, see the module docstring.
         appearance: how the generator sees x_dt: ``image`` (concatenated, the paper) or ``global`` (a vector pooled
             from x_dt by three strided convs, ``appearance_dim`` numbers, broadcast over the image; a departure, see
             the module docstring).
@@ -335,8 +338,11 @@ class NeuralRendering(PoseEstimator):
                              f"{probe_samples}")  # fmt: skip
         if condition not in ("rgb", "parts"):
             raise ValueError(f"NeuralRendering: condition must be 'rgb' or 'parts', got {condition!r}")
-        if composite not in (None, "layered", "x_dt"):
-            raise ValueError(f"NeuralRendering: composite must be null, 'layered' or 'x_dt', got {composite!r}")
+        if composite is not None and composite not in COMPOSITES:
+            raise ValueError(f"NeuralRendering: composite must be null or one of {COMPOSITES}, got {composite!r}")
+        if composite == "background":  # the data module's background estimate (SyntheticHumanPairs)
+            self.requires = (*type(self).requires, "background")
+        self.background_source: str | None = None  # the training pairs' background, known at setup
         if appearance not in ("image", "global"):
             raise ValueError(f"NeuralRendering: appearance must be 'image' or 'global', got {appearance!r}")
         if recon_reduction not in ("sum", "mean"):
@@ -437,16 +443,27 @@ class NeuralRendering(PoseEstimator):
         return self.encode(image, K)["joints"]
 
     # -- losses (Eq. 7-8) ----------------------------------------------------------------------------------
-    def reconstruct(self, rendered: torch.Tensor, x_dt: torch.Tensor) -> dict[str, torch.Tensor]:
+    def reconstruct(
+        self, rendered: torch.Tensor, x_dt: torch.Tensor, background: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """psi: the reconstruction of x_t from the render and x_dt (``recon``); with ``composite`` the generator's
         output is a foreground layer (``foreground``) laid by the render's opacity A over a background layer
-        (``background``): recon = A F + (1 - A) B, B = the template-blind background net of x_dt (``layered``) or
-        x_dt itself (``x_dt``)."""
+        (``background``): recon = A F + (1 - A) B, B = the template-blind background net of x_dt (``layered``),
+        x_dt itself (``x_dt``) or the data's background estimate ``background`` (B, 3, H, W) (``background``)."""
         app = x_dt if self.appearance is None else self.appearance(x_dt).expand(-1, -1, *x_dt.shape[-2:])
         out = torch.sigmoid(self.generator(torch.cat([rendered.to(x_dt.dtype), app], dim=1), rendered))
-        if self.hparams.composite is None:
+        composite = self.hparams.composite
+        if composite is None:
             return {"recon": out}
-        bg = x_dt if self.background is None else torch.sigmoid(self.background(x_dt))
+        if composite == "background":
+            if background is None or background.shape != x_dt.shape:
+                raise ValueError("NeuralRendering with model.init_args.composite: background needs the batch key "
+                                 f"'background' {tuple(x_dt.shape)} (the video's background estimate), got "
+                                 f"{None if background is None else tuple(background.shape)}: use the data module "
+                                 "datamodules.SyntheticHumanPairs (background_source: median or plate)")  # fmt: skip
+            bg = background.to(out.dtype)
+        else:
+            bg = x_dt if self.background is None else torch.sigmoid(self.background(x_dt))
         alpha = rendered[:, -1:].to(out.dtype).clamp(0, 1)
         return {"recon": alpha * out + (1 - alpha) * bg, "foreground": out, "background": bg}
 
@@ -482,7 +499,7 @@ class NeuralRendering(PoseEstimator):
         size = tuple(x_t.shape[-2:])
         posed = self.encode(x_t, K)
         rendered = self.render(posed, K, size)
-        layers = self.reconstruct(rendered, x_dt)
+        layers = self.reconstruct(rendered, x_dt, batch.get("background"))
         recon = layers["recon"]
         loss_recon = self.reconstruction_loss(recon, x_t)
         loss_b = self.boundary_loss(posed["joints"], K, size)
@@ -513,6 +530,11 @@ class NeuralRendering(PoseEstimator):
         posed = self.encode(image, K)
         root = posed["joints"][:, self.skeleton.root : self.skeleton.root + 1]
         return torch.cat([posed["joints"] - root, posed["centres"] - root], dim=1).flatten(1).float()
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        # the background the pairs came with (SyntheticHumanPairs), for the record's input column
+        self.background_source = getattr(self.trainer.datamodule, "background_source", None)
 
     def make_metrics(self, groups: int) -> nn.ModuleDict:
         metrics = super().make_metrics(groups)
@@ -614,7 +636,13 @@ class NeuralRendering(PoseEstimator):
         return "method" if name == self.probe_name else super().result_role(name)
 
     def input_description(self, name: str, data_protocol: dict | None = None) -> str:
-        return super().input_description(self.method_name if name == self.probe_name else name, data_protocol)
+        """The test image; with ``composite: background`` the method's rows also say that training read the video's
+        background estimate and which (``plate``, the empty room, is privileged)."""
+        method = name in (self.method_name, self.probe_name)
+        text = super().input_description(self.method_name if method else name, data_protocol)
+        if method and self.hparams.composite == "background":
+            text += f" (trained on pairs, background {self.background_source or 'unknown'})"
+        return text
 
     # -- figures -------------------------------------------------------------------------------------------
     def plot_templates(self, step: int | None = None) -> list[Path]:
