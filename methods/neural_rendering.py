@@ -307,6 +307,9 @@ class NeuralRendering(PoseEstimator):
             see ``methods.nn.gaussian_render.render_gaussians``).
         recon_reduction: ``sum`` (per image, over pixels and channels; batch mean) or ``mean`` (over everything) of
             the squared pixel error (see the module docstring: the balance against Eq. 7-8's other terms).
+        recon_scales: 1 (the paper): the pixel error alone; n > 1 adds the errors of the 2x2, ..., 2^(n-1) average-pooled
+            images (each weighted by its pooling area), so a limb a few pixels off still meets its image (a departure, see
+            the module docstring).
         boundary_weight: weight of L_b (Eq. 7-8: 1).
         reg_weight / reg_decay_steps: the rotation regulariser's initial weight and its linear decay to 0.
         probe_samples / probe_ridge: the linear-probe protocol (0 samples: off).
@@ -327,7 +330,7 @@ class NeuralRendering(PoseEstimator):
                  condition: str = "rgb", gen_skips: bool = True, composite: str | None = None,
                  appearance: str = "image", appearance_dim: int = 16,
                  perceptual_weights: str | None = None, perceptual_layers: int = 14,
-                 recon_reduction: str = "sum", boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
+                 recon_reduction: str = "sum", recon_scales: int = 1, boundary_weight: float = 1.0, reg_weight: float = 1.0, reg_decay_steps: int = 500,
                  probe_samples: int = 1024, probe_ridge: float = 1e-3, lr: float = 2e-4, weight_decay: float = 0.0,
                  **kwargs):  # fmt: skip
         super().__init__(**kwargs)
@@ -345,6 +348,9 @@ class NeuralRendering(PoseEstimator):
         self.background_source: str | None = None  # the training pairs' background, known at setup
         if appearance not in ("image", "global"):
             raise ValueError(f"NeuralRendering: appearance must be 'image' or 'global', got {appearance!r}")
+        if recon_scales < 1 or image_size % 2 ** (recon_scales - 1):
+            raise ValueError(f"NeuralRendering: recon_scales must be >= 1 with image_size {image_size} divisible by "
+                             f"2**(recon_scales - 1), got {recon_scales}")  # fmt: skip
         if recon_reduction not in ("sum", "mean"):
             raise ValueError(f"NeuralRendering: recon_reduction must be 'sum' or 'mean', got {recon_reduction!r}")
         if image_size % 2**gen_depth:
@@ -473,8 +479,11 @@ class NeuralRendering(PoseEstimator):
         predecessor's loss), reduced the same way."""
         if self.perceptual is not None:
             return self.perceptual(recon, target, self.hparams.recon_reduction)
-        se = (recon.float() - target.float()).square()
-        return se.flatten(1).sum(1).mean() if self.hparams.recon_reduction == "sum" else se.mean()
+        diff, total = recon.float() - target.float(), 0.0
+        for level in range(self.hparams.recon_scales):  # the error of 2^level x 2^level means, weighted by their area
+            se = (F.avg_pool2d(diff, 2**level) if level else diff).square() * 4**level
+            total = total + (se.flatten(1).sum(1).mean() if self.hparams.recon_reduction == "sum" else se.mean())
+        return total
 
     @staticmethod
     def boundary_loss(joints: torch.Tensor, K: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:

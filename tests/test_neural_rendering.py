@@ -356,3 +356,17 @@ def test_background_composite_needs_the_key_from_the_data_module_and_records_its
     for name in ("neuralrendering", "neuralrendering-linear"):
         assert records[name]["input"] == "image rgb32x32 (trained on pairs, background plate)"
     assert records["baseline-mean-pose"]["input"] == "none"
+
+
+def test_multiscale_reconstruction_loss_adds_area_weighted_errors_of_pooled_images():
+    target = torch.zeros(1, 3, 32, 32)
+    flat = torch.full_like(target, 0.5)  # a constant error survives pooling: each level adds the pixel sum again
+    checker = (torch.arange(32).view(-1, 1) + torch.arange(32)).remainder(2).float().expand(1, 3, 32, 32) * 0.5
+    one, three = _tiny_model(), _tiny_model(recon_scales=3)
+    assert float(one.reconstruction_loss(flat, target)) == pytest.approx(3 * 32 * 32 * 0.25)
+    assert float(three.reconstruction_loss(flat, target)) == pytest.approx(3 * 3 * 32 * 32 * 0.25)
+    # a 1-pixel checkerboard averages to 0.25 everywhere on every pooled level: 0.0625 per pixel, area-weighted
+    expected = 3 * 32 * 32 * (0.125 + 2 * 0.0625)
+    assert float(three.reconstruction_loss(checker, target)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="recon_scales"):
+        _tiny_model(recon_scales=0)
