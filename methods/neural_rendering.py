@@ -112,6 +112,34 @@ Details the paper leaves open, and the choices made here:
   probe), left/right confusion 49.4%, limb depth sign wrong 47.7%; the template still takes one pose for every
   image (predicted poses 43 mm from their mean over 128 test frames, true poses 220 mm; the background layer learns
   to copy x_dt, person included, and the reconstruction leans on it).
+* **Departure (option, measured): the video's background under the template.** ``composite: background`` lays F
+  by the render's opacity over the batch's ``background``, the video's background estimate of
+  ``datamodules.SyntheticHumanPairs``: recon = A F + (1 - A) B_video, so outside the template the reconstruction
+  *is* the background and only a template on the person's silhouette can explain the person (the separate
+  fore-/background of the paper's conclusion, its ref. 33). ``background_source: plate`` (the empty room) is
+  privileged; the record's input column says which background training read, e.g. ``image rgb64x64 (trained on
+  pairs, background plate)``; ``median`` (the temporal median of 5 frames) is not, but these 50-frame videos are
+  mostly in place and it keeps ~half of the person. A data module without ``background`` fails at setup (the batch
+  contract) and in :meth:`NeuralRendering.reconstruct` naming the option. ``recon_scales`` (n > 1) adds the errors
+  of 2x2 ... 2^(n-1) average-pooled images, weighted by their area, to widen the basin of thin limbs (measured
+  below, not in the configs). Measured (CPU size, plate, ``appearance: global``, per-part maps): descent probe as
+  above (generator trained 150 steps on true-pose templates over the plate, then 40 descent steps on the 16 part
+  rotations of 16 held-out frames from many videos; limbs in degrees): the true pose reconstructs 28% better than
+  the rest pose (MSE 0.00501 / 0.00697), but descending the error still turns the limbs away, from truth + noise
+  15.7 -> 19.4 (Adam) / 19.3 (fixed-step descent), from the rest pose 31.5 -> 33.0 / 33.3 (on 16 frames of a few
+  videos only, from truth + noise they came closer, 15.7 -> 11.4 / 13.4, and from a rest pose already 9.8 degrees
+  off they left, to 13.4 / 16.0). Training: two 7-minute runs with the regulariser decayed over 200 steps
+  (383 and 448 steps; pixel loss / ``recon_scales: 3``) and one 19-minute run with the configs' schedule (1,351
+  steps; best validation checkpoint step 200, val P-MPJPE 129.3 at step 200 rising to 150.0 at step 1350 as the
+  rotations leave the rest pose after the regulariser is gone; reconstruction MSE 0.0077 -> 0.0056, first/last
+  logged batch; test P-MPJPE 131.7 mm [125.4, 138.4] (anchors, the step-200 checkpoint) and 148.7 [144.9, 152.7]
+  (linear probe), MPJPE 273.5 / 201.4, left/right confusion 50.7% / 27.0%, limb depth sign wrong 48.6% / 33.5%).
+  **The template still does not follow the limbs:** over 128 evenly spaced validation frames the predicted poses
+  lie 65.7 mm from their mean (last checkpoint; step 200: 11.6; true poses 214.3), each frame's own prediction
+  scores worse than the frames' mean prediction (P-MPJPE 152.3 vs 145.5 mm; step 200: 125.3 vs 125.2) and the
+  projected limbs are 40.5 degrees off the truth vs 38.1 for their mean direction. The template sits on the silhouette
+  as a translucent blob (F, which sees x_dt only as a pooled vector, paints a dark smooth figure) with the legs in
+  one pose, and the anchors' better P-MPJPE than the layered run (137.7) is the rest pose of an earlier checkpoint.
 * **Perceptual loss (option).** ``perceptual_weights`` replaces the pixel l2 by the 2D predecessor's L1 on VGG-19
   features (:mod:`methods.nn.perceptual`): a local torchvision state-dict file (a missing file raises an error
   naming the option; ImageNet weights cannot be downloaded offline), or ``random`` (frozen random features, a
