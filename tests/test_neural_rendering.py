@@ -295,3 +295,79 @@ def test_global_appearance_reaches_the_generator_only_as_a_pooled_vector():
         assert torch.equal(f1, f2)
     with pytest.raises(ValueError, match="appearance"):
         _tiny_model(appearance="pixels")
+
+
+def test_background_composite_shows_the_data_background_where_the_template_is_not():
+    torch.manual_seed(0)
+    x_dt, bg = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    model = _tiny_model(condition="parts", composite="background", appearance="global").eval()
+    assert model.background is None and "background" in model.requires
+    rendered = torch.zeros(2, 17, 32, 32)
+    with torch.no_grad():
+        out = model.reconstruct(rendered, x_dt, bg)  # A = 0: the reconstruction IS the background, exactly
+        assert torch.equal(out["recon"], bg) and torch.equal(out["background"], bg)
+        rendered[:, -1] = 1.0  # A = 1: the generator's output alone
+        rendered[:, 0] = 1.0
+        out = model.reconstruct(rendered, x_dt, bg)
+        assert torch.equal(out["recon"], out["foreground"])
+        rendered[:, -1] = rendered[:, 0] = 0.25
+        out = model.reconstruct(rendered, x_dt, bg)
+        assert torch.allclose(out["recon"], 0.25 * out["foreground"] + 0.75 * bg)
+    with pytest.raises(ValueError, match="composite: background.*'background'.*SyntheticHumanPairs"):
+        model.reconstruct(rendered, x_dt)
+    K = torch.tensor([[60.0, 0, 16], [0, 60.0, 16], [0, 0, 1]]).expand(2, 2, 3, 3)
+    with pytest.raises(ValueError, match="'background'"):
+        model.training_step({"image": torch.rand(2, 2, 3, 32, 32), "K": K}, 0)
+    # the background gets no gradient into the model, but the template's opacity does through (F - B)
+    model.train()
+    loss = model.training_step({"image": torch.rand(2, 2, 3, 32, 32), "K": K, "background": bg}, 0)
+    loss.backward()
+    assert float(model.head[-1].weight.grad.abs().sum()) > 0
+
+
+def test_background_composite_needs_the_key_from_the_data_module_and_records_its_source(workdir):
+    args = ["--config", "configs/neural_rendering.yaml", "--config", "configs/cpu_images.yaml",
+            "--config", "configs/cpu_neural_rendering.yaml", "--model.init_args.composite", "background",
+            "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
+            "--model.init_args.render_size", "16", "--model.init_args.num_samples", "8",
+            "--model.init_args.gen_base", "8", "--model.init_args.spade_hidden", "8",
+            "--model.init_args.head_width", "16", "--model.init_args.pss_k", "[4]",
+            "--model.init_args.probe_samples", "24",
+            "--data.init_args.motion", "datamodules.SyntheticPoses",
+            "--data.init_args.motion.init_args.train_subjects", "[1]",
+            "--data.init_args.motion.init_args.val_subjects", "[2]",
+            "--data.init_args.motion.init_args.test_subjects", "[3]",
+            "--data.init_args.motion.init_args.actions", "[walk]",
+            "--data.init_args.motion.init_args.clips_per_action", "1",
+            "--data.init_args.motion.init_args.frames_per_clip", "20",
+            "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10",
+            "--data.init_args.eval_stride", "5", "--data.init_args.batch_size", "4",
+            "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
+            "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.num_sanity_val_steps", "0",
+            "--trainer.log_every_n_steps", "1", "--trainer.limit_val_batches", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--run.wandb", "off", "--run.threads", "1"]  # fmt: skip
+    with pytest.raises(KeyError, match="background"):  # SyntheticHumans has no background estimate
+        main(["fit", *args])
+    main(["fit", *args, "--data.class_path", "datamodules.SyntheticHumanPairs",
+          "--data.init_args.background_source", "plate"])  # fmt: skip
+    records = {
+        json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (workdir / "results").rglob("*.json")
+    }
+    for name in ("neuralrendering", "neuralrendering-linear"):
+        assert records[name]["input"] == "image rgb32x32 (trained on pairs, background plate)"
+    assert records["baseline-mean-pose"]["input"] == "none"
+
+
+def test_multiscale_reconstruction_loss_adds_area_weighted_errors_of_pooled_images():
+    target = torch.zeros(1, 3, 32, 32)
+    flat = torch.full_like(target, 0.5)  # a constant error survives pooling: each level adds the pixel sum again
+    checker = (torch.arange(32).view(-1, 1) + torch.arange(32)).remainder(2).float().expand(1, 3, 32, 32) * 0.5
+    one, three = _tiny_model(), _tiny_model(recon_scales=3)
+    assert float(one.reconstruction_loss(flat, target)) == pytest.approx(3 * 32 * 32 * 0.25)
+    assert float(three.reconstruction_loss(flat, target)) == pytest.approx(3 * 3 * 32 * 32 * 0.25)
+    # a 1-pixel checkerboard averages to 0.25 everywhere on every pooled level: 0.0625 per pixel, area-weighted
+    expected = 3 * 32 * 32 * (0.125 + 2 * 0.0625)
+    assert float(three.reconstruction_loss(checker, target)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="recon_scales"):
+        _tiny_model(recon_scales=0)
