@@ -244,6 +244,25 @@ def segmentation_f1(counts: torch.Tensor) -> dict[str, float]:
     return {"f1_fg": float(2 * fg_tp / (2 * fg_tp + fg_fp + fg_fn).clamp(min=1)), "f1_parts": float(f1[:-1].mean())}
 
 
+def saliency(image: torch.Tensor, background: torch.Tensor, scale: float) -> torch.Tensor:
+    """Soft saliency m_sal (B, 1, H, W) = min(1, max_channels |I - B| / ``scale``): 0 where the frame is the
+    background estimate, 1 where any channel differs from it by ``scale`` or more."""
+    return ((image - background).abs().amax(dim=1, keepdim=True) / scale).clamp(max=1.0)
+
+
+def silhouette_loss(w_fg: torch.Tensor, m_sal: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """Normalised L1 ``sum |w - m| / sum (w + m)`` per sample (1 - Dice on binary maps; 0 iff w = m), averaged
+    over the batch and over ``levels`` pyramid levels (2x average pooling each), so that a limb off the person
+    still overlaps it at a coarse level and gets a gradient."""
+    total = w_fg.new_zeros(())
+    for level in range(levels):
+        if level:
+            w_fg, m_sal = F.avg_pool2d(w_fg, 2), F.avg_pool2d(m_sal, 2)
+        num = (w_fg - m_sal).abs().flatten(1).sum(1)
+        total = total + (num / (w_fg + m_sal).flatten(1).sum(1).clamp(min=1e-6)).mean()
+    return total / levels
+
+
 @contextmanager
 def frozen_batchnorm(module: nn.Module):
     """Run ``module``'s BatchNorm layers in eval mode (running statistics, not updated) inside the block."""
@@ -328,6 +347,10 @@ class PartGuided(PoseEstimator):
         lr: learning rate of every loss's optimiser on the encoder's parameters.
         decoder_lr: the same on the decoder's parameters (None: ``lr``; module docstring).
         optimizer: ``adagrad`` (Algorithm 1) or ``adam`` (a departure, module docstring), one per loss either way.
+        silhouette: add the t path's silhouette term L_sil (w_fg of the predicted pose's puppet against the soft
+            saliency of I_t; a reading of L_I^c, module docstring), with its own optimiser, every step.
+        saliency_scale: m_sal = min(1, max_channels |I_t - B| / saliency_scale).
+        silhouette_levels: pyramid levels of L_sil (each halves the maps by average pooling).
         **kwargs: see :class:`methods.base.PoseEstimator`.
     """
 
@@ -343,13 +366,20 @@ class PartGuided(PoseEstimator):
                  max_roll_deg: float = 15.0, max_shift: float = 0.5, depth_range: float = 0.5,
                  kinematic: bool = True, use_prior: bool = True, use_saliency: bool = True,
                  decoder_norm: str = "batch", background_bias: float = 0.0, lr: float = 2e-3,
-                 decoder_lr: float | None = None, optimizer: str = "adagrad", **kwargs):  # fmt: skip
+                 decoder_lr: float | None = None, optimizer: str = "adagrad", silhouette: bool = False,
+                 saliency_scale: float = 0.25, silhouette_levels: int = 4, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
         self.background_source: str | None = None  # the training pairs' background, known at setup
         if optimizer not in ("adagrad", "adam"):
             raise ValueError(f"PartGuided: optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
         if decoder_norm not in ("batch", "group"):
             raise ValueError(f"PartGuided: decoder_norm must be 'batch' or 'group', got {decoder_norm!r}")
+        if silhouette and not use_saliency:
+            raise ValueError("PartGuided: silhouette needs the background estimate; set use_saliency: true or "
+                             "silhouette: false")  # fmt: skip
+        if saliency_scale <= 0 or silhouette_levels < 1:
+            raise ValueError(f"PartGuided: saliency_scale must be > 0 and silhouette_levels >= 1, got "
+                             f"{saliency_scale} and {silhouette_levels}")  # fmt: skip
         if use_prior and prior is None:
             raise ValueError("PartGuided: use_prior is true but no prior is given; set model.init_args.prior to a "
                              "pose data module (e.g. class_path: datamodules.MocapPoses) or use_prior: false")  # fmt: skip
@@ -550,6 +580,9 @@ class PartGuided(PoseEstimator):
         out_t = self.render(pose_t["X"], a_s)
         background = batch["background"].float() if hp.use_saliency else None
         losses = {"u": self.loss_u(out_t, I_t, background)}
+        if hp.silhouette:  # the t path's puppet against the frame's saliency (module docstring)
+            m_sal = saliency(I_t, background, hp.saliency_scale)
+            losses["sil"] = silhouette_loss(out_t["w_fg"], m_sal, hp.silhouette_levels)
         if not hp.kinematic:
             X = pose_t["p3d"]
             parents = torch.tensor([max(p, 0) for p in self.skeleton.parents], device=X.device)
@@ -592,6 +625,8 @@ class PartGuided(PoseEstimator):
     def _groups(self) -> list[tuple[str, str]]:
         """(loss, parameter set) of every optimiser, in the order of ``configure_optimizers``."""
         groups = [("u", "all"), ("c", "all"), ("seg", "all")]
+        if self.hparams.silhouette:  # reaches the encoder only (the decoder's gradients are None)
+            groups.append(("sil", "all"))
         if not self.hparams.kinematic:
             groups.append(("bone", "all"))
         if self.hparams.use_prior:
