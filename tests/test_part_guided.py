@@ -19,7 +19,15 @@ from datamodules.motion.synthetic import SyntheticPoses
 from datamodules.render.video_background import SyntheticHumanPairs
 from datamodules.skeleton import H36M_17
 from methods.kinematics import face_vector, pose_to_limbs
-from methods.part_guided import DEFAULT_BONES_MM, PartGuided, group_norms, segmentation_counts, segmentation_f1
+from methods.part_guided import (
+    DEFAULT_BONES_MM,
+    PartGuided,
+    group_norms,
+    saliency,
+    segmentation_counts,
+    segmentation_f1,
+    silhouette_loss,
+)
 from methods.puppet import PUPPET_PARTS, Puppet, affine_from_anchors, depth_aware_parts, plot_puppet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,6 +224,41 @@ def test_image_losses_against_hand_computation():
     # a decoder that paints nothing pays the person's contrast to the background: mean |B - I_t|
     empty = {**out, "fg": torch.zeros(1, 1, 1, 2)}
     assert math.isclose(float(model.loss_u(empty, I_t, B)), (0.1 + 0.5) / 2, rel_tol=1e-6)
+
+
+def test_saliency_and_silhouette_loss_against_hand_computation():
+    # saliency: max over channels of |I - B| / scale, capped at 1
+    image = torch.tensor([[0.5, 0.1], [0.9, 0.3]]).view(1, 2, 1, 2)  # 2 channels, 2 pixels
+    background = torch.tensor([[0.4, 0.1], [0.1, 0.2]]).view(1, 2, 1, 2)
+    torch.testing.assert_close(saliency(image, background, 0.25), torch.tensor([1.0, 0.4]).view(1, 1, 1, 2))
+    # sum |w - m| / sum (w + m): equal maps cost 0
+    m = torch.tensor([[1.0, 0.5], [0.0, 0.2]]).view(1, 1, 2, 2)
+    assert float(silhouette_loss(m, m, levels=2)) == 0.0
+    # one pixel apart on a 2 x 2 grid: 2 / 2 = 1 at full size, 0 once pooled to one pixel; mean of the levels 0.5
+    w = torch.tensor([[1.0, 0.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    m = torch.tensor([[0.0, 1.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    assert math.isclose(float(silhouette_loss(w, m, levels=1)), 1.0, rel_tol=1e-6)
+    assert math.isclose(float(silhouette_loss(w, m, levels=2)), 0.5, rel_tol=1e-6)
+    # half covered: |1 - 1| + |0 - 1| over 1 + 2 = 1/3 at both levels (pooled: 0.25 vs 0.5, 0.25 / 0.75)
+    m = torch.tensor([[1.0, 1.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    assert math.isclose(float(silhouette_loss(w, m, levels=2)), 1 / 3, rel_tol=1e-6)
+
+
+def test_silhouette_term_trains_the_pose_heads_only():
+    model = tiny_model(silhouette=True)
+    batch = tiny_pairs().dataset("train").__getitems__([0, 3, 5, 7])
+    losses = model.losses(batch, encoder_step=False)
+    assert set(losses) == {"u", "c", "seg", "pz", "as", "sil"} and 0 < float(losses["sil"].detach()) <= 1
+    grads = torch.autograd.grad(losses["sil"], [model.encoder.limbs[-1].weight, model.encoder.camera[-1].weight,
+                                                model.decoder.out.weight], allow_unused=True, retain_graph=True)  # fmt: skip
+    assert grads[0].abs().sum() > 0 and grads[1].abs().sum() > 0 and grads[2] is None
+    opts = model.configure_optimizers()
+    k = [name for name, _ in model._groups()].index("sil")
+    enc, dec = _snapshot(model.encoder), _snapshot(model.decoder)
+    model.update(losses, opts, [k])
+    assert _changed(model.encoder, enc) > 0 and _changed(model.decoder, dec) == 0
+    with pytest.raises(ValueError, match="silhouette"):
+        tiny_model(silhouette=True, use_saliency=False)
 
 
 class _FeatureMap(torch.nn.Module):
