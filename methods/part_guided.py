@@ -301,12 +301,13 @@ class PartGuidedEncoder(nn.Module):
     """E (Sec. 3.2a): backbone, pose branch (FC trunk -> limb head, camera head), appearance branch."""
 
     def __init__(self, backbone: str, pretrained: str | None, frozen_bn: bool, channels_last: bool, joints: int,
-                 camera_outputs: int, appearance_channels: int, hidden: int, appearance_pool: bool = True):  # fmt: skip
+                 camera_outputs: int, appearance_channels: int, hidden: int, appearance_pool: bool = True,
+                 pose_grid: int = 1):  # fmt: skip
         super().__init__()
-        self.appearance_pool = appearance_pool
+        self.appearance_pool, self.pose_grid = appearance_pool, pose_grid
         self.backbone = make_backbone(backbone, pretrained, frozen_bn, channels_last, return_strides=(16, 32))
         c16, c32 = self.backbone.stage_channels[16], self.backbone.stage_channels[32]
-        self.trunk = dense(c32, hidden)
+        self.trunk = dense(c32 * pose_grid**2, hidden)
         self.limbs = nn.Sequential(dense(hidden, hidden), nn.Linear(hidden, 3 * joints))
         self.camera = nn.Sequential(dense(hidden, hidden // 4), nn.Linear(hidden // 4, camera_outputs))
         self.appearance = nn.Sequential(
@@ -321,9 +322,10 @@ class PartGuidedEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> limb offsets (B, 3J), raw camera (B, C), appearance (B, Ch, H/16, W/16), or (B, Ch, 1, 1)
-        with ``appearance_pool`` (the grid's mean: no layout left; the decoder's resize broadcasts it)."""
+        with ``appearance_pool`` (the grid's mean: no layout left; the decoder's resize broadcasts it). The pose
+        branch reads the stride-32 features pooled to ``pose_grid`` x ``pose_grid`` cells, flattened."""
         feats = self.backbone(image)
-        h = self.trunk(feats[32].mean(dim=(-2, -1)).float())
+        h = self.trunk(F.adaptive_avg_pool2d(feats[32], self.pose_grid).flatten(1).float())
         a = self.appearance(feats[16]).float()
         return self.limbs(h), self.camera(h), a.mean(dim=(-2, -1), keepdim=True) if self.appearance_pool else a
 
@@ -342,6 +344,8 @@ class PartGuided(PoseEstimator):
         appearance_pool: a is the global average of the appearance branch's grid, the same at every pixel (no
             layout: only the puppet can place the person); false: the paper's spatial a (H/16 x W/16).
         pose_hidden: width of the pose branch's FC layers.
+        pose_grid: the pose branch reads the stride-32 features average-pooled to pose_grid x pose_grid cells and
+            flattened (1: the global mean, no layout; 2: where in the image each feature lies; module docstring).
         decoder_base / decoder_depth: ``EncoderDecoder`` width and number of stages.
         template_size / tau: the puppet's canvas (px) and depth-softmax temperature.
         depth_unit: the limb depths d^(l) given to the puppet are ``1 + (z - z_root) / depth_unit`` (m): depth
@@ -371,7 +375,7 @@ class PartGuided(PoseEstimator):
     def __init__(self, prior: PoseDataModule | None = None, prior_max_poses: int = 20000, backbone: str = "resnet18",
                  pretrained: str | None = None, frozen_bn: bool = False, channels_last: bool = False,
                  image_size: int = 128, appearance_channels: int = 64, appearance_pool: bool = True,
-                 pose_hidden: int = 1024,
+                 pose_hidden: int = 1024, pose_grid: int = 1,
                  decoder_base: int = 32, decoder_depth: int = 4, template_size: int = 96, tau: float = 0.1,
                  depth_unit: float = 0.5, focal: float = 2.0, crop_margin: float = 1.2, max_pitch_deg: float = 30.0,
                  max_roll_deg: float = 15.0, max_shift: float = 0.5, depth_range: float = 0.5,
@@ -403,7 +407,7 @@ class PartGuided(PoseEstimator):
         J = self.skeleton.num_joints
         self.L = len(PUPPET_PARTS)
         self.encoder = PartGuidedEncoder(backbone, pretrained, frozen_bn, channels_last, J, 6 if kinematic else 3,
-                                         appearance_channels, pose_hidden, appearance_pool)  # fmt: skip
+                                         appearance_channels, pose_hidden, appearance_pool, pose_grid)  # fmt: skip
         self.decoder = EncoderDecoder(self.L + appearance_channels, 3 + self.L + 1, decoder_base, decoder_depth)
         if decoder_norm == "group":
             group_norms(self.decoder)
