@@ -54,7 +54,14 @@ D(a_s, T(p_z^3D, c_t)) (the target's camera, detached: the prior poses are shown
   every step, and needs no decoder: the way out of the chicken-and-egg of the constant pose (below), where
   L_I^u can only teach the limbs once the decoder reads the puppet and the decoder only learns the puppet once
   the pose follows the image. With the plate, m_sal is the silhouette plus the contact shadow (``saliency_scale``
-  0.25: IoU of m_sal > 0.5 with the true mask 0.71 on 48 training frames; 0.65 at 0.1).
+  0.25: IoU of m_sal > 0.5 with the true mask 0.71 on 48 training frames; 0.65 at 0.1). Measured
+  (docs/reproductions/part_guided.md): it places and sizes the puppet but does not articulate it. Its per-sample
+  optimum is not the true pose (fitting limbs and camera of 48 frames to it from the mean pose: 2D error 10.1 ->
+  7.0 px, P-MPJPE 129.5 -> 162 mm, with the true mask as target too: w_fg carries no depth and the thin puppet
+  fits the silhouette better with limbs spread), a fresh encoder trained on it alone for 1,500 steps predicts
+  the same root-centred 2D pose for every validation frame (7.39 px own vs 7.37 batch-mean), and the full model
+  with it (6-min CPU run, 215 iterations) tests at 143.3 mm P-MPJPE with one pose for every frame (own 134.2 vs
+  batch-mean 133.6 mm on 64 validation frames; spread 29 mm against 206 true), so the configs leave it off.
 * **w/o m_sal** (Table 3): no background estimate: the frame is I-hat itself (the decoder must paint the
   background too, the degenerate case of the paper's Fig. 5B) and L_I^c uses B = 0.
 * **L_seg** (consistency of p via y^{p_z} and y-hat): cross-entropy of y-hat_z against y^{p_z} weighted by
@@ -173,6 +180,10 @@ decoder still ends painting almost nothing on the t path (f-hat 0.012; L_I^u 0.0
 0.0336 with the true one, 0.0331 for the bare plate) and the pose is still one for every frame: the decoder
 cannot tell a predicted puppet (t path: where it is wrong, L_I^u says paint nothing) from a prior one (z path:
 L_seg says paint it), and without a pose that follows the image the two disagree.
+
+Pose branch input: ``pose_grid`` k pools the stride-32 features to a k x k grid and flattens it (1, the default: the
+global mean, as before; the paper gives only "FC layers"). With k = 2 the FC trunk knows where in the crop each
+feature lies; it did not make the silhouette term articulate the pose (above), so the configs keep 1.
 
 Algorithm 1 in manual optimisation. Every loss has its own optimiser (``optimizer``: Adagrad as the paper,
 or Adam, a departure), with the encoder's parameters at ``lr`` and the decoder's at ``decoder_lr``. Odd steps update

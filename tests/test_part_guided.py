@@ -307,6 +307,28 @@ def test_pooled_appearance_carries_no_layout():
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------------
+class _Stride32Map(_FeatureMap):
+    """A backbone whose stride-32 features are its input."""
+
+    def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        return {16: torch.zeros(x.shape[0], 256, 2, 2), 32: x}  # ResNet-18 stride-16 channels
+
+
+@pytest.mark.parametrize("grid", [1, 2])
+def test_pose_grid_keeps_the_layout_of_the_pose_features(grid):
+    model = tiny_model(pose_grid=grid).eval()
+    assert model.encoder.trunk[0].in_features == 512 * grid * grid  # ResNet-18's stride-32 channels per cell
+    model.encoder.backbone, model.encoder.trunk = _Stride32Map(), torch.nn.Linear(8 * grid * grid, 16)
+    seen = []
+    model.encoder.trunk.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    feats = torch.zeros(1, 8, 4, 4)
+    feats[0, 0, 0, 1] = 4.0  # top-left 2 x 2 cell of the grid
+    model.encoder(feats)
+    expected = torch.zeros(1, 8 * grid * grid)
+    expected[0, 0] = 4.0 / 16 if grid == 1 else 4.0 / 4  # the mean over the whole map / over its cell
+    torch.testing.assert_close(seen[0], expected)
+
+
 def test_segmentation_f1_against_hand_counts():
     # classes: 0, 1 = parts, 2 = background; 8 pixels
     target = torch.tensor([0, 0, 1, 1, 2, 2, 2, 1])
