@@ -403,9 +403,9 @@ class PartGuided(PoseEstimator):
         if silhouette and not use_saliency:
             raise ValueError("PartGuided: silhouette needs the background estimate; set use_saliency: true or "
                              "silhouette: false")  # fmt: skip
-        if saliency_scale <= 0 or silhouette_levels < 1:
-            raise ValueError(f"PartGuided: saliency_scale must be > 0 and silhouette_levels >= 1, got "
-                             f"{saliency_scale} and {silhouette_levels}")  # fmt: skip
+        if saliency_scale <= 0 or silhouette_levels < 1 or pose_grid < 1:
+            raise ValueError(f"PartGuided: saliency_scale must be > 0, silhouette_levels and pose_grid >= 1, got "
+                             f"{saliency_scale}, {silhouette_levels} and {pose_grid}")  # fmt: skip
         if use_prior and prior is None:
             raise ValueError("PartGuided: use_prior is true but no prior is given; set model.init_args.prior to a "
                              "pose data module (e.g. class_path: datamodules.MocapPoses) or use_prior: false")  # fmt: skip

@@ -327,6 +327,8 @@ def test_pose_grid_keeps_the_layout_of_the_pose_features(grid):
     expected = torch.zeros(1, 8 * grid * grid)
     expected[0, 0] = 4.0 / 16 if grid == 1 else 4.0 / 4  # the mean over the whole map / over its cell
     torch.testing.assert_close(seen[0], expected)
+    with pytest.raises(ValueError, match="pose_grid"):
+        tiny_model(pose_grid=0)
 
 
 def test_segmentation_f1_against_hand_counts():
