@@ -19,7 +19,15 @@ from datamodules.motion.synthetic import SyntheticPoses
 from datamodules.render.video_background import SyntheticHumanPairs
 from datamodules.skeleton import H36M_17
 from methods.kinematics import face_vector, pose_to_limbs
-from methods.part_guided import DEFAULT_BONES_MM, PartGuided, group_norms, segmentation_counts, segmentation_f1
+from methods.part_guided import (
+    DEFAULT_BONES_MM,
+    PartGuided,
+    group_norms,
+    saliency,
+    segmentation_counts,
+    segmentation_f1,
+    silhouette_loss,
+)
 from methods.puppet import PUPPET_PARTS, Puppet, affine_from_anchors, depth_aware_parts, plot_puppet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,6 +226,41 @@ def test_image_losses_against_hand_computation():
     assert math.isclose(float(model.loss_u(empty, I_t, B)), (0.1 + 0.5) / 2, rel_tol=1e-6)
 
 
+def test_saliency_and_silhouette_loss_against_hand_computation():
+    # saliency: max over channels of |I - B| / scale, capped at 1
+    image = torch.tensor([[0.5, 0.1], [0.9, 0.3]]).view(1, 2, 1, 2)  # 2 channels, 2 pixels
+    background = torch.tensor([[0.4, 0.1], [0.1, 0.2]]).view(1, 2, 1, 2)
+    torch.testing.assert_close(saliency(image, background, 0.25), torch.tensor([1.0, 0.4]).view(1, 1, 1, 2))
+    # sum |w - m| / sum (w + m): equal maps cost 0
+    m = torch.tensor([[1.0, 0.5], [0.0, 0.2]]).view(1, 1, 2, 2)
+    assert float(silhouette_loss(m, m, levels=2)) == 0.0
+    # one pixel apart on a 2 x 2 grid: 2 / 2 = 1 at full size, 0 once pooled to one pixel; mean of the levels 0.5
+    w = torch.tensor([[1.0, 0.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    m = torch.tensor([[0.0, 1.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    assert math.isclose(float(silhouette_loss(w, m, levels=1)), 1.0, rel_tol=1e-6)
+    assert math.isclose(float(silhouette_loss(w, m, levels=2)), 0.5, rel_tol=1e-6)
+    # half covered: |1 - 1| + |0 - 1| over 1 + 2 = 1/3 at both levels (pooled: 0.25 vs 0.5, 0.25 / 0.75)
+    m = torch.tensor([[1.0, 1.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    assert math.isclose(float(silhouette_loss(w, m, levels=2)), 1 / 3, rel_tol=1e-6)
+
+
+def test_silhouette_term_trains_the_pose_heads_only():
+    model = tiny_model(silhouette=True)
+    batch = tiny_pairs().dataset("train").__getitems__([0, 3, 5, 7])
+    losses = model.losses(batch, encoder_step=False)
+    assert set(losses) == {"u", "c", "seg", "pz", "as", "sil"} and 0 < float(losses["sil"].detach()) <= 1
+    grads = torch.autograd.grad(losses["sil"], [model.encoder.limbs[-1].weight, model.encoder.camera[-1].weight,
+                                                model.decoder.out.weight], allow_unused=True, retain_graph=True)  # fmt: skip
+    assert grads[0].abs().sum() > 0 and grads[1].abs().sum() > 0 and grads[2] is None
+    opts = model.configure_optimizers()
+    k = [name for name, _ in model._groups()].index("sil")
+    enc, dec = _snapshot(model.encoder), _snapshot(model.decoder)
+    model.update(losses, opts, [k])
+    assert _changed(model.encoder, enc) > 0 and _changed(model.decoder, dec) == 0
+    with pytest.raises(ValueError, match="silhouette"):
+        tiny_model(silhouette=True, use_saliency=False)
+
+
 class _FeatureMap(torch.nn.Module):
     """A backbone whose stride-16 features are its input (a hand-made map) and whose stride-32 features are 0."""
 
@@ -264,6 +307,30 @@ def test_pooled_appearance_carries_no_layout():
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------------
+class _Stride32Map(_FeatureMap):
+    """A backbone whose stride-32 features are its input."""
+
+    def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        return {16: torch.zeros(x.shape[0], 256, 2, 2), 32: x}  # ResNet-18 stride-16 channels
+
+
+@pytest.mark.parametrize("grid", [1, 2])
+def test_pose_grid_keeps_the_layout_of_the_pose_features(grid):
+    model = tiny_model(pose_grid=grid).eval()
+    assert model.encoder.trunk[0].in_features == 512 * grid * grid  # ResNet-18's stride-32 channels per cell
+    model.encoder.backbone, model.encoder.trunk = _Stride32Map(), torch.nn.Linear(8 * grid * grid, 16)
+    seen = []
+    model.encoder.trunk.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    feats = torch.zeros(1, 8, 4, 4)
+    feats[0, 0, 0, 1] = 4.0  # top-left 2 x 2 cell of the grid
+    model.encoder(feats)
+    expected = torch.zeros(1, 8 * grid * grid)
+    expected[0, 0] = 4.0 / 16 if grid == 1 else 4.0 / 4  # the mean over the whole map / over its cell
+    torch.testing.assert_close(seen[0], expected)
+    with pytest.raises(ValueError, match="pose_grid"):
+        tiny_model(pose_grid=0)
+
+
 def test_segmentation_f1_against_hand_counts():
     # classes: 0, 1 = parts, 2 = background; 8 pixels
     target = torch.tensor([0, 0, 1, 1, 2, 2, 2, 1])
