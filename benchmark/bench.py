@@ -107,7 +107,10 @@ def bench_supervised(
     loader_rate = batches * batch_size / (time.perf_counter() - start)
     del loader
 
-    model = Supervised(backbone="resnet18", image_size=image_size, eval_baselines=False, pss_k=())
+    # the step alone, outside a Trainer: a constant rate (the default cosine schedule reads the trainer's budget)
+    model = Supervised(
+        backbone="resnet18", image_size=image_size, eval_baselines=False, pss_k=(), lr_schedule="constant"
+    )
     opt = model.configure_optimizers()
     model.train()
 

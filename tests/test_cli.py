@@ -233,3 +233,11 @@ def test_bench_methods_stacks_exist_and_the_timer_counts_images():
     assert timer.items == 2 * 2 + 5  # the warm-up batch is not counted; a pair counts two images
     with pytest.raises(RuntimeError, match="warm-up"):
         _ = BatchTimer(warmup=3).rate
+
+
+def test_bench_supervised_runs_at_a_tiny_size():
+    """``make bench``'s image-reference figures (a smoke run: the rates are positive, their size is not tested)."""
+    from benchmark.bench import bench_supervised
+
+    rates = bench_supervised(batches=2, image_size=32, batch_size=4, workers=0)
+    assert len(rates) == 3 and all(rate > 0 for rate in rates.values())
