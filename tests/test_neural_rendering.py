@@ -181,28 +181,33 @@ def test_failure_mode_rates_against_hand_made_cases():
     assert float(limbs.compute()) == pytest.approx(50.0)
 
 
+def tiny_fit_args(actions: str = "[walk, jump]", steps: int = 3, sanity: int = 1) -> list[str]:
+    """The CPU config stack shrunk to a 32 px, few-step fit on tiny synthetic videos."""
+    return ["--config", "configs/neural_rendering.yaml", "--config", "configs/cpu_images.yaml",
+            "--config", "configs/cpu_neural_rendering.yaml",
+            "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
+            "--model.init_args.render_size", "16", "--model.init_args.num_samples", "8",
+            "--model.init_args.gen_base", "8", "--model.init_args.spade_hidden", "8",
+            "--model.init_args.head_width", "16", "--model.init_args.pss_k", "[4]",
+            "--model.init_args.probe_samples", "24",
+            "--data.init_args.motion", "datamodules.SyntheticPoses",
+            "--data.init_args.motion.init_args.train_subjects", "[1]",
+            "--data.init_args.motion.init_args.val_subjects", "[2]",
+            "--data.init_args.motion.init_args.test_subjects", "[3]",
+            "--data.init_args.motion.init_args.actions", actions,
+            "--data.init_args.motion.init_args.clips_per_action", "1",
+            "--data.init_args.motion.init_args.frames_per_clip", "20",
+            "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10",
+            "--data.init_args.eval_stride", "5", "--data.init_args.batch_size", "4",
+            "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
+            "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(steps),
+            "--trainer.num_sanity_val_steps", str(sanity), "--trainer.log_every_n_steps", "1",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--run.wandb", "off", "--run.threads", "1"]  # fmt: skip
+
+
 def test_tiny_cli_fit_writes_both_protocols_failure_rates_and_the_template_figure(workdir):
-    main(["fit", "--config", "configs/neural_rendering.yaml", "--config", "configs/cpu_images.yaml",
-          "--config", "configs/cpu_neural_rendering.yaml",
-          "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
-          "--model.init_args.render_size", "16", "--model.init_args.num_samples", "8",
-          "--model.init_args.gen_base", "8", "--model.init_args.spade_hidden", "8",
-          "--model.init_args.head_width", "16", "--model.init_args.pss_k", "[4]",
-          "--model.init_args.probe_samples", "24", "--model.init_args.artifacts_dir", "art",
-          "--data.init_args.motion", "datamodules.SyntheticPoses",
-          "--data.init_args.motion.init_args.train_subjects", "[1]",
-          "--data.init_args.motion.init_args.val_subjects", "[2]",
-          "--data.init_args.motion.init_args.test_subjects", "[3]",
-          "--data.init_args.motion.init_args.actions", "[walk, jump]",
-          "--data.init_args.motion.init_args.clips_per_action", "1",
-          "--data.init_args.motion.init_args.frames_per_clip", "20",
-          "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10",
-          "--data.init_args.eval_stride", "5", "--data.init_args.batch_size", "4",
-          "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
-          "--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.num_sanity_val_steps", "1",
-          "--trainer.log_every_n_steps", "1",
-          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-          "--run.wandb", "off", "--run.threads", "1"])  # fmt: skip
+    main(["fit", *tiny_fit_args(), "--model.init_args.artifacts_dir", "art"])
     records = {
         json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (workdir / "results").rglob("*.json")
     }
@@ -326,27 +331,13 @@ def test_background_composite_shows_the_data_background_where_the_template_is_no
 
 
 def test_background_composite_needs_the_key_from_the_data_module_and_records_its_source(workdir):
-    args = ["--config", "configs/neural_rendering.yaml", "--config", "configs/cpu_images.yaml",
-            "--config", "configs/cpu_neural_rendering.yaml", "--model.init_args.composite", "background",
-            "--model.init_args.image_size", "32", "--data.init_args.image_size", "32",
-            "--model.init_args.render_size", "16", "--model.init_args.num_samples", "8",
-            "--model.init_args.gen_base", "8", "--model.init_args.spade_hidden", "8",
-            "--model.init_args.head_width", "16", "--model.init_args.pss_k", "[4]",
-            "--model.init_args.probe_samples", "24",
-            "--data.init_args.motion", "datamodules.SyntheticPoses",
-            "--data.init_args.motion.init_args.train_subjects", "[1]",
-            "--data.init_args.motion.init_args.val_subjects", "[2]",
-            "--data.init_args.motion.init_args.test_subjects", "[3]",
-            "--data.init_args.motion.init_args.actions", "[walk]",
-            "--data.init_args.motion.init_args.clips_per_action", "1",
-            "--data.init_args.motion.init_args.frames_per_clip", "20",
-            "--data.init_args.num_scenes", "1", "--data.init_args.video_frames", "10",
-            "--data.init_args.eval_stride", "5", "--data.init_args.batch_size", "4",
-            "--data.init_args.eval_batch_size", "32", "--data.init_args.num_workers", "0",
-            "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.num_sanity_val_steps", "0",
-            "--trainer.log_every_n_steps", "1", "--trainer.limit_val_batches", "1",
-            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--run.wandb", "off", "--run.threads", "1"]  # fmt: skip
+    args = [
+        *tiny_fit_args("[walk]", steps=2, sanity=0),
+        "--model.init_args.composite",
+        "background",
+        "--trainer.limit_val_batches",
+        "1",
+    ]
     with pytest.raises(KeyError, match="background"):  # SyntheticHumans has no background estimate
         main(["fit", *args])
     main(["fit", *args, "--data.class_path", "datamodules.SyntheticHumanPairs",
