@@ -100,6 +100,9 @@ class PoseEstimator(L.LightningModule):
         self.eval_baselines = eval_baselines
         self.artifacts_dir = artifacts_dir
         self.skeleton: Skeleton = H36M_17
+        #: the background estimate the training pairs came with (``SyntheticHumanPairs``: median or plate), for the
+        #: input column of methods that read it; None for other data modules. Known at setup.
+        self.background_source: str | None = None
         self.evaluators = nn.ModuleDict()
         self.test_results: dict[str, dict] = {}
         #: the method's metrics at every validation (saved in checkpoints, copied into result records)
@@ -156,6 +159,7 @@ class PoseEstimator(L.LightningModule):
         needed = set(self.requires) | (set(EVAL_KEYS) if stage in ("fit", "validate", "test") else set())
         check_keys(needed, getattr(dm, "provides", ()), method=type(self).__name__, datamodule=type(dm).__name__)
         self.skeleton = getattr(dm, "skeleton", H36M_17)
+        self.background_source = getattr(dm, "background_source", None)
         self.prepare_evaluation(dm)
 
     def prepare_evaluation(self, dm) -> None:

@@ -373,7 +373,6 @@ class NeuralRendering(PoseEstimator):
             raise ValueError(f"NeuralRendering: composite must be null or one of {COMPOSITES}, got {composite!r}")
         if composite == "background":  # the data module's background estimate (SyntheticHumanPairs)
             self.requires = (*type(self).requires, "background")
-        self.background_source: str | None = None  # the training pairs' background, known at setup
         if appearance not in ("image", "global"):
             raise ValueError(f"NeuralRendering: appearance must be 'image' or 'global', got {appearance!r}")
         if recon_scales < 1 or image_size % 2 ** (recon_scales - 1):
@@ -567,11 +566,6 @@ class NeuralRendering(PoseEstimator):
         posed = self.encode(image, K)
         root = posed["joints"][:, self.skeleton.root : self.skeleton.root + 1]
         return torch.cat([posed["joints"] - root, posed["centres"] - root], dim=1).flatten(1).float()
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        # the background the pairs came with (SyntheticHumanPairs), for the record's input column
-        self.background_source = getattr(self.trainer.datamodule, "background_source", None)
 
     def make_metrics(self, groups: int) -> nn.ModuleDict:
         metrics = super().make_metrics(groups)

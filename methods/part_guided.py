@@ -395,7 +395,6 @@ class PartGuided(PoseEstimator):
                  decoder_lr: float | None = None, optimizer: str = "adagrad", silhouette: bool = False,
                  saliency_scale: float = 0.25, silhouette_levels: int = 4, **kwargs):  # fmt: skip
         super().__init__(**kwargs)
-        self.background_source: str | None = None  # the training pairs' background, known at setup
         if optimizer not in ("adagrad", "adam"):
             raise ValueError(f"PartGuided: optimizer must be 'adagrad' or 'adam', got {optimizer!r}")
         if decoder_norm not in ("batch", "group"):
@@ -449,9 +448,6 @@ class PartGuided(PoseEstimator):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        # the background the pairs came with (SyntheticHumanPairs), for the record's input column
-        datamodule = self._trainer.datamodule if self._trainer is not None else None
-        self.background_source = getattr(datamodule, "background_source", None)
         if self.prior is None:
             return
         joints = self.prior.load_clips("train").joints_world.float()
