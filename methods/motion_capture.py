@@ -547,13 +547,13 @@ class MotionCapture(PoseEstimator):
     def setup(self, stage: str) -> None:
         """Adaptation starts from ``pretrained_checkpoint`` (a resumed fit then restores its own weights over it)."""
         self._testing = stage == "test"
-        if self.hparams.stage == "adapt":
-            self.pretraining = pretraining_budget(self.hparams.pretrained_checkpoint)
-        if stage == "fit" and self.hparams.stage == "adapt":
-            state = load_network(self.hparams.pretrained_checkpoint)
+        if stage == "fit" and self.hparams.stage == "adapt":  # one read of the file gives weights and budget
+            state, self.pretraining = load_pretrained(self.hparams.pretrained_checkpoint)
             self.net.load_state_dict(state)
             if self.pretrained is not None:
                 self.pretrained.load_state_dict(state)
+        elif self.hparams.stage == "adapt":
+            self.pretraining = pretraining_budget(self.hparams.pretrained_checkpoint)
         super().setup(stage)
 
     def input_description(self, name: str, data_protocol: dict | None = None) -> str:
@@ -634,7 +634,7 @@ class MotionCapture(PoseEstimator):
                                "epochs": self.trainer.current_epoch})  # fmt: skip
 
     def export(self, path: str | Path, budget: dict | None = None) -> Path:
-        """Write the network as adaptation's ``pretrained_checkpoint`` reads it (:func:`load_network`), with the
+        """Write the network as adaptation's ``pretrained_checkpoint`` reads it (:func:`load_pretrained`), with the
         pretraining's budget (time, steps, epochs) for the adaptation's records (:func:`pretraining_budget`)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.save({"net": self.net.state_dict(), "hparams": dict(self.hparams), "budget": budget}, path)
@@ -679,25 +679,29 @@ def pretraining_budget(path: str) -> dict | None:
     if not file.is_file():
         return None
     state = torch.load(file, map_location="cpu", weights_only=False)
-    if "net" in state:
-        return state.get("budget")
+    return state.get("budget") if "net" in state else checkpoint_budget(state)
+
+
+def checkpoint_budget(state: dict) -> dict:
+    """A Lightning checkpoint's steps and epochs, and the training time its results callback kept."""
     timers = [v["train_time_s"] for k, v in state.get("callbacks", {}).items() if "ResultsWriter" in k]
     return {"train_time_s": timers[0] if timers else None, "steps": state.get("global_step"),
             "epochs": state.get("epoch")}  # fmt: skip
 
 
-def load_network(path: str) -> dict[str, torch.Tensor]:
-    """The regressor's state dict from a pretraining run's Lightning ``.ckpt`` or its exported ``.pt``."""
+def load_pretrained(path: str) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The regressor's state dict and the pretraining's budget (:func:`pretraining_budget`) from a pretraining
+    run's Lightning ``.ckpt`` or its exported ``.pt``."""
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"pretrained_checkpoint {file} does not exist: run the pretraining stage first "
                                 "(configs/motion_capture.yaml writes its export_path) or point to its .ckpt")  # fmt: skip
     state = torch.load(file, map_location="cpu", weights_only=False)
     if "net" in state:
-        return state["net"]
+        return state["net"], state.get("budget")
     if "state_dict" in state:
         net = {k[len("net.") :]: v for k, v in state["state_dict"].items() if k.startswith("net.")}
         if net:
-            return net
+            return net, checkpoint_budget(state)
     raise ValueError(f"pretrained_checkpoint {file}: neither an exported network ('net') nor a MotionCapture "
                      "checkpoint (state_dict keys 'net.*')")  # fmt: skip
