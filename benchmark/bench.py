@@ -73,18 +73,23 @@ class BatchTimer(L.Callback):
         return self.items / self.elapsed
 
 
+def timed_fit(model, datamodule, timer: BatchTimer, steps: int, **trainer_args) -> float:
+    """Fit ``steps`` training steps (no validation, logging or checkpoints) and return the timer's rate."""
+    trainer = L.Trainer(max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+                        num_sanity_val_steps=0, **trainer_args)  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    return timer.rate
+
+
 def bench_svmac(steps: int = 300, width: int = 256, batch_size: int = 256) -> dict[str, float]:
     from datamodules.motion.synthetic import SyntheticPoses
     from methods.svmac import SVMAC
 
     dm = SyntheticPoses(batch_size=batch_size, views_per_pose=1)
     model = SVMAC(width=width, lr=2e-4, critic_lr=1e-3, critic_steps=3, eval_baselines=False, pss_k=())
-    timer = BatchTimer(warmup=20)
-    trainer = L.Trainer(max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-                        num_sanity_val_steps=0)  # fmt: skip
-    trainer.fit(model, datamodule=dm)
-    return {f"SVMAC train samples/s (width {width}, batch {batch_size}, 3 critic steps/gen step)": timer.rate}
+    rate = timed_fit(model, dm, BatchTimer(warmup=20), steps)
+    return {f"SVMAC train samples/s (width {width}, batch {batch_size}, 3 critic steps/gen step)": rate}
 
 
 def bench_supervised(
@@ -122,18 +127,13 @@ def bench_supervised(
 
     step_time = best_time(lambda: [step() for _ in range(10)], repeats=2) / 10
 
-    timer = BatchTimer(warmup=5)
-    trainer = L.Trainer(max_steps=batches + 5, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-                        num_sanity_val_steps=0)  # fmt: skip
-    trainer.fit(
-        Supervised(backbone="resnet18", image_size=image_size, eval_baselines=False, pss_k=()), datamodule=data()
-    )
+    fresh = Supervised(backbone="resnet18", image_size=image_size, eval_baselines=False, pss_k=())
+    loop_rate = timed_fit(fresh, data(), BatchTimer(warmup=5), batches + 5)
     what = f"supervised ResNet-18 {image_size}px batch {batch_size}"
     return {
         f"{what}: training loader images/s ({workers} worker)": loader_rate,
         f"{what}: training step images/s (batch in memory)": batch_size / step_time,
-        f"{what}: Lightning loop images/s (loader + step)": timer.rate,
+        f"{what}: Lightning loop images/s (loader + step)": loop_rate,
     }
 
 

@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmark.bench import BatchTimer
+from benchmark.bench import BatchTimer, timed_fit
 from benchmark.config import instantiate, merge, read_config
 
 CPU = ["configs/cpu_images.yaml"]
@@ -52,12 +52,7 @@ def build(name: str, workdir: Path) -> tuple[L.LightningModule, L.LightningDataM
 
 def train_rate(name: str, steps: int, warmup: int, workdir: Path) -> float:
     model, dm = build(name, workdir)
-    timer = BatchTimer(warmup, images)
-    trainer = L.Trainer(max_steps=steps + warmup, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
-                        num_sanity_val_steps=0, default_root_dir=workdir)  # fmt: skip
-    trainer.fit(model, datamodule=dm)
-    return timer.rate
+    return timed_fit(model, dm, BatchTimer(warmup, images), steps + warmup, default_root_dir=workdir)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
