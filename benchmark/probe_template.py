@@ -32,7 +32,9 @@ from rich.table import Table
 from datamodules.cameras import project
 from datamodules.skeleton import H36M_17
 
-LIMB_BONES = [H36M_17.index(n) - 1 for n in ("RKnee", "RFoot", "LKnee", "LFoot", "LElbow", "LWrist", "RElbow", "RWrist")]
+LIMB_BONES = [
+    H36M_17.index(n) - 1 for n in ("RKnee", "RFoot", "LKnee", "LFoot", "LElbow", "LWrist", "RElbow", "RWrist")
+]
 PARENTS = torch.tensor(H36M_17.parents[1:])
 
 
