@@ -246,6 +246,7 @@ def resolve_record(run: Run) -> Path:
                          "carries the seed) cannot be known before the run; set one in the config or list "
                          "'seeds:' for the method in the suite file")  # fmt: skip
     model = cli.model
+    model.read_datamodule(dm)  # what setup would record, e.g. the background source the input column names
     input_desc = model.input_description(model.method_name, data_protocol)
     return record_path(cfg.run.results_dir, dm.name, name, input_desc, pid, int(seed))
 

@@ -158,9 +158,15 @@ class PoseEstimator(L.LightningModule):
             raise RuntimeError(f"{type(self).__name__} needs a data module (set 'data:' in the config)")
         needed = set(self.requires) | (set(EVAL_KEYS) if stage in ("fit", "validate", "test") else set())
         check_keys(needed, getattr(dm, "provides", ()), method=type(self).__name__, datamodule=type(dm).__name__)
+        self.read_datamodule(dm)
+        self.prepare_evaluation(dm)
+
+    def read_datamodule(self, dm) -> None:
+        """What the estimator keeps of its data module besides the batches: the skeleton, and the background
+        estimate training reads (``SyntheticHumanPairs``), which input descriptions name. :meth:`setup` calls it,
+        and so does the suite before it works out a run's record name (no setup there)."""
         self.skeleton = getattr(dm, "skeleton", H36M_17)
         self.background_source = getattr(dm, "background_source", None)
-        self.prepare_evaluation(dm)
 
     def prepare_evaluation(self, dm) -> None:
         """Statistics of the training poses (mean pose, scale, PSS clusters) and the metric objects."""

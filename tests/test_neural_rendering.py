@@ -11,6 +11,7 @@ import torch
 from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 
 from benchmark.__main__ import main
+from benchmark.suite import Run, resolve_record
 from datamodules.skeleton import H36M_17
 from methods.base import BASELINES
 from methods.neural_rendering import TEMPLATE_JOINTS, GaussianTemplate, NeuralRendering, part_tree
@@ -340,14 +341,16 @@ def test_background_composite_needs_the_key_from_the_data_module_and_records_its
     ]
     with pytest.raises(KeyError, match="background"):  # SyntheticHumans has no background estimate
         main(["fit", *args])
-    main(["fit", *args, "--data.class_path", "datamodules.SyntheticHumanPairs",
-          "--data.init_args.background_source", "plate"])  # fmt: skip
-    records = {
-        json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in (workdir / "results").rglob("*.json")
-    }
+    args += ["--data.class_path", "datamodules.SyntheticHumanPairs", "--data.init_args.background_source", "plate"]
+    main(["fit", *args])
+    paths = {json.loads(p.read_text())["method"]: p for p in (workdir / "results").rglob("*.json")}
+    records = {name: json.loads(p.read_text()) for name, p in paths.items()}
     for name in ("neuralrendering", "neuralrendering-linear"):
         assert records[name]["input"] == "image rgb32x32 (trained on pairs, background plate)"
     assert records["baseline-mean-pose"]["input"] == "none"
+    # the suite names the record before the run, without a setup: it must name the one the run wrote
+    run = Run(method="neuralrendering", dataset="synthetic", args=args, root=workdir)
+    assert resolve_record(run).resolve() == paths["neuralrendering"].resolve()
 
 
 def test_multiscale_reconstruction_loss_adds_area_weighted_errors_of_pooled_images():
