@@ -1,6 +1,6 @@
 """Is neural rendering's image objective lowest at the true pose? A diagnostic, no encoder and no generator.
 
-``python -m benchmark.probe_template [--objective silhouette|colour] [--frames 16] [--steps 150] [--inflate 1]``
+``python -m benchmark.probe_template [--objective silhouette|mask|colour] [--frames 16] [--steps 150] [--inflate 1]``
 
 The Gaussian template of :mod:`methods.neural_rendering` is posed to the true 3D joints of ``--frames`` frames of
 ``SyntheticHumanPairs`` (empty-room plate): each part's rotation is the smallest one taking its template bone onto
@@ -10,7 +10,8 @@ prints the objective at the truth and along the descent, and the 2D angle betwee
 and the true 2D bones (the 8 limb bones, and all 16).
 
 Objectives: ``silhouette``, the mean squared error of the render's opacity to the soft foreground
-min(1, max_c |x - B| / 0.25) (no appearance at all); ``colour``, the template's own part colours over the plate,
+min(1, max_c |x - B| / 0.25) (no appearance at all); ``mask``, the same to the true person mask (privileged: it
+asks whether the template's own shape can tell the pose); ``colour``, the template's own part colours over the plate,
 recon = sum_k c_k A_k + (1 - A) B, after fitting the colours, occupancies and (``--learn-shape``) the
 Gaussians' shape to true-pose renders of ``--fit-frames`` other frames. ``--inflate k`` starts the Gaussians k
 times wider and narrows them linearly to their size over the first 2/3 of the descent (coarse to fine).
@@ -40,7 +41,7 @@ PARENTS = torch.tensor(H36M_17.parents[1:])
 
 def load_frames(count: int, offset: int, image_size: int) -> dict[str, torch.Tensor]:
     """``count`` evenly spaced training pairs' first frames (shifted by ``offset`` items): image, background
-    (the plate), K, joints_3d (m, camera frame), joints_2d (px)."""
+    (the plate), K, mask, joints_3d (m, camera frame), joints_2d (px)."""
     from datamodules import SyntheticHumanPairs
 
     data = SyntheticHumanPairs(mode="pair", image_size=image_size, num_workers=0, background_source="plate")
@@ -48,7 +49,8 @@ def load_frames(count: int, offset: int, image_size: int) -> dict[str, torch.Ten
     idx = (torch.linspace(0, len(ds) - 1 - offset, count).round().long() + offset).tolist()
     b = ds.__getitems__(idx)
     return {"image": b["image"][:, 0].float(), "background": b["background"].float(), "K": b["K"][:, 0].float(),
-            "joints_3d": b["joints_3d"][:, 0].float() / 1000, "joints_2d": b["joints_2d"][:, 0].float()}  # fmt: skip
+            "mask": b["mask"][:, 0].float(), "joints_3d": b["joints_3d"][:, 0].float() / 1000,
+            "joints_2d": b["joints_2d"][:, 0].float()}  # fmt: skip
 
 
 def true_pose(template_joints: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +99,8 @@ class Probe:
         size = tuple(frames["image"].shape[-2:])
         render = self.model.render_rgb(self.model.render(posed, frames["K"], size))
         alpha, x, plate = render[:, 3:].clamp(0, 1), frames["image"], frames["background"]
+        if self.objective == "mask":
+            return F.mse_loss(alpha, frames["mask"])
         if self.objective == "silhouette":
             return F.mse_loss(alpha, ((x - plate).abs().amax(1, keepdim=True) / 0.25).clamp(max=1))
         return F.mse_loss(render[:, :3] + (1 - alpha) * plate, x)
@@ -142,7 +146,7 @@ class Probe:
 
 def main(argv: list[str] | None = None) -> dict[str, list]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--objective", choices=("silhouette", "colour"), default="silhouette")
+    ap.add_argument("--objective", choices=("silhouette", "mask", "colour"), default="silhouette")
     ap.add_argument("--frames", type=int, default=16, help="held-out frames descended on")
     ap.add_argument("--fit-frames", type=int, default=512, help="frames the colour objective's appearance fits on")
     ap.add_argument("--fit-steps", type=int, default=300)
