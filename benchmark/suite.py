@@ -295,15 +295,28 @@ def execute(run: Run, logs: Path, progress: Progress, task) -> None:
             proc.wait()
             raise
     run.wall_s = time.time() - start
-    if proc.returncode == 0 and run.record is not None and run.record.is_file():
+    problem = outcome(run, proc.returncode, start)
+    if problem is None:
         run.status = "done"
         marker.write_text(json.dumps({"fingerprint": run.fingerprint, "status": "done", "command": cmd[1:]}))
-    elif proc.returncode == 0:
-        run.status = "failed"
-        run.notes.append(f"exited 0 but wrote no record {run.record}")
     else:
         run.status = "failed"
-        run.notes.append(f"exit code {proc.returncode}")
+        run.notes.append(problem)
+
+
+def outcome(run: Run, returncode: int, start: float) -> str | None:
+    """None when the run exited 0 and wrote the record the suite expects; else what went wrong. A run that wrote
+    its method's record under another name is named too: the suite and the run disagree on the name (a bug)."""
+    if returncode != 0:
+        return f"exit code {returncode}"
+    if run.record is not None and run.record.is_file():
+        return None
+    problem = f"exited 0 but wrote no record {run.record}"
+    if run.record is not None:
+        written = sorted(p.name for p in run.record.parent.glob(f"{run.method}__*.json") if p.stat().st_mtime >= start)
+        if written:
+            problem += f"; it wrote {', '.join(written)} (the suite expected another name: please report it)"
+    return problem
 
 
 def _tail(path: Path | None, lines: int = 15) -> str:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,18 @@ def test_seeds_expand_into_one_run_each_with_its_own_folder_and_record(workdir):
         spec = {"methods": [{"config": "configs/svmac.yaml", "seeds": bad}]}
         with pytest.raises(SuiteError, match=r"methods\[0\]\.seeds must be"):
             load_suite(write_suite(workdir / "bad.yaml", spec))
+
+
+def test_a_run_that_wrote_its_record_under_another_name_is_named_in_the_failure(tmp_path):
+    from benchmark.suite import Run, outcome
+
+    run = Run(method="pg", dataset="synthetic", args=[], root=tmp_path, record=tmp_path / "pg__image__p__seed0.json")
+    assert outcome(run, 1, 0.0) == "exit code 1"
+    assert outcome(run, 0, 0.0) == f"exited 0 but wrote no record {run.record}"
+    (tmp_path / "pg__image-background-plate__p__seed0.json").write_text("{}")
+    (tmp_path / "pgx__image__p__seed0.json").write_text("{}")  # another method's record: not this run's
+    assert outcome(run, 0, 0.0).endswith("; it wrote pg__image-background-plate__p__seed0.json (the suite expected "
+                                         "another name: please report it)")  # fmt: skip
+    assert outcome(run, 0, time.time() + 60) == f"exited 0 but wrote no record {run.record}"  # written before the run
+    run.record.write_text("{}")
+    assert outcome(run, 0, 0.0) is None
