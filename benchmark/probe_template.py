@@ -10,11 +10,12 @@ prints the objective at the truth and along the descent, and the 2D angle betwee
 and the true 2D bones (the 8 limb bones, and all 16).
 
 Objectives: ``silhouette``, the mean squared error of the render's opacity to the soft foreground
-min(1, max_c |x - B| / 0.25) (no appearance at all); ``mask``, the same to the true person mask (privileged: it
-asks whether the template's own shape can tell the pose); ``colour``, the template's own part colours over the plate,
-recon = sum_k c_k A_k + (1 - A) B, after fitting the colours, occupancies and (``--learn-shape``) the
-Gaussians' shape to true-pose renders of ``--fit-frames`` other frames. ``--inflate k`` starts the Gaussians k
-times wider and narrows them linearly to their size over the first 2/3 of the descent (coarse to fine).
+min(1, max_c |x - B| / 0.25) (part-guided synthesis's m_sal; no appearance at all); ``mask``, the same to the true
+person mask (privileged: it asks whether the template's own shape can tell the pose); ``colour``, the template's
+own part colours over the plate, recon = sum_k c_k A_k + (1 - A) B, after fitting the colours, occupancies and
+(``--learn-shape``) the Gaussians' shape to true-pose renders of ``--fit-frames`` other frames. ``--inflate k``
+starts the Gaussians k times wider and narrows them linearly to their size over the first 2/3 of the descent
+(coarse to fine).
 
 If the descent ends below the truth's objective with the bones further from the truth, the objective's minimum is
 not the true pose, and no encoder trained on it can be expected to find the pose (docs/reproductions/
@@ -32,6 +33,7 @@ from rich.table import Table
 
 from datamodules.cameras import project
 from datamodules.skeleton import H36M_17
+from methods.part_guided import saliency
 
 LIMB_BONES = [
     H36M_17.index(n) - 1 for n in ("RKnee", "RFoot", "LKnee", "LFoot", "LElbow", "LWrist", "RElbow", "RWrist")
@@ -102,7 +104,7 @@ class Probe:
         if self.objective == "mask":
             return F.mse_loss(alpha, frames["mask"])
         if self.objective == "silhouette":
-            return F.mse_loss(alpha, ((x - plate).abs().amax(1, keepdim=True) / 0.25).clamp(max=1))
+            return F.mse_loss(alpha, saliency(x, plate, 0.25))
         return F.mse_loss(render[:, :3] + (1 - alpha) * plate, x)
 
     def fit_appearance(self, frames: dict, steps: int, batch: int = 16) -> None:
