@@ -678,12 +678,14 @@ def pretraining_budget(path: str) -> dict | None:
     file = Path(path)
     if not file.is_file():
         return None
-    state = torch.load(file, map_location="cpu", weights_only=False)
-    return state.get("budget") if "net" in state else checkpoint_budget(state)
+    return stored_budget(torch.load(file, map_location="cpu", weights_only=False))
 
 
-def checkpoint_budget(state: dict) -> dict:
-    """A Lightning checkpoint's steps and epochs, and the training time its results callback kept."""
+def stored_budget(state: dict) -> dict | None:
+    """The budget an export keeps (None in exports older than budgets), or a Lightning checkpoint's steps and
+    epochs and the training time its results callback kept."""
+    if "net" in state:
+        return state.get("budget")
     timers = [v["train_time_s"] for k, v in state.get("callbacks", {}).items() if "ResultsWriter" in k]
     return {"train_time_s": timers[0] if timers else None, "steps": state.get("global_step"),
             "epochs": state.get("epoch")}  # fmt: skip
@@ -698,10 +700,10 @@ def load_pretrained(path: str) -> tuple[dict[str, torch.Tensor], dict | None]:
                                 "(configs/motion_capture.yaml writes its export_path) or point to its .ckpt")  # fmt: skip
     state = torch.load(file, map_location="cpu", weights_only=False)
     if "net" in state:
-        return state["net"], state.get("budget")
+        return state["net"], stored_budget(state)
     if "state_dict" in state:
         net = {k[len("net.") :]: v for k, v in state["state_dict"].items() if k.startswith("net.")}
         if net:
-            return net, checkpoint_budget(state)
+            return net, stored_budget(state)
     raise ValueError(f"pretrained_checkpoint {file}: neither an exported network ('net') nor a MotionCapture "
                      "checkpoint (state_dict keys 'net.*')")  # fmt: skip
