@@ -376,6 +376,8 @@ class MotionCapture(PoseEstimator):
             extra = (("mask",) if masked else ()) + (("flow",) if flow_source == "render" else ())
             self.requires = ("image", "joints_2d", *extra)
         self._testing = False
+        #: the pretraining's budget (time, steps, epochs) adaptation started from, for the records; read at setup
+        self.pretraining: dict | None = None
         self._clip: dict | None = None
 
     # -- names of the extra rows ----------------------------------------------------------------------------
@@ -618,7 +620,7 @@ class MotionCapture(PoseEstimator):
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         # the records' training budget: the pretrained row's is the pretraining's, the adapted row's names it too
-        if getattr(self, "pretraining", None):
+        if self.pretraining:
             if self.pretrained_name in self.test_results:
                 self.test_results[self.pretrained_name]["budget"] = dict(self.pretraining)
             self.test_results[self.method_name]["budget"] = {"pretraining": dict(self.pretraining)}
